@@ -1,0 +1,616 @@
+"""The bit-accurate golden model: LIF / DECOLLE layers, local classifiers, online learning.
+
+This module IS the specification of the hardware. It works on numpy integers only; every
+right shift rounds and every narrowing saturates (or wraps) as the spec says, and every
+overflow is counted. Notation below: ``R_F(v, s)`` is ``v`` shifted right by ``s`` with the
+rounding of format ``F`` (:func:`~localsnn.golden.fixed.shift_round`), ``fit_F`` brings a value
+into ``F``'s range, ``f_X`` is the number of fractional bits of quantity X.
+
+Time step ``t`` of a sample, for every hidden layer ``l`` in order (input first):
+
+**LIF layer** (Ma et al. eq. 2-3), inputs ``x`` (pixels, frac ``f_in``, or spikes, frac 0)::
+
+    I[t]  = R_U(sum_j w_ji x_j[t], f_w + f_in - f_u)            synaptic current
+    u[t]  = fit_U(D(u[t-1] - theta o[t-1]) + I[t])                 leak, soft reset
+    o[t]  = [u[t] >= theta]
+
+with ``D(v) = R_U(v * d, f_d)`` (multiply) or ``v - R_U(v, k)`` (shift form), ``d =
+exp(-1/tau)``. The spiking classifier is the same neuron fed with ``o[t]``.
+
+**DECOLLE layer** (Kaiser et al. eq. 4), with per-input traces P, Q and refractory R::
+
+    U[t]   = fit_U(R_U(sum_j W_ji P_j[t] + b_i 2**f_p, f_w + f_p - f_u) - R_U(rho R_i[t], f_p))
+    S[t]   = [U[t] >= theta]
+    Y_k[t] = sum_i G_ik S_i[t]                                  fixed random readout
+    Q[t+1] = Q + R_P((1-beta)(S_in[t] - Q)),  P[t+1] = P + R_P((1-alpha)(Q[t] - P)),
+    R[t+1] = R + R_P((1-gamma)(S[t] - R))
+
+**Learning** (when the layer learns; ``y_k = [k == label]`` every step; ``lut`` is the spec's
+surrogate table indexed by ``|u - theta|``; ``eta = 2**-lr_shift``):
+
+* ELL (eq. 5-7): ``da_k = (o^a_k - y_k) * lut(u^a_k)``; ``dl_i = fit_E(R_E(lut(u_i) * sum_k
+  w^a_ik da_k, ...))``; ``dw^a_ik = R_Wa(-da_k o_i, s_a)``; ``dw_ji = R_W(-dl_i x_j, s_l)``.
+  The classifier weights used to carry the error back are those of the forward pass (before
+  this step's update).
+* FELL (eq. 12-14): as ELL with the presynaptic term replaced by the eligibility traces
+  ``e_ji[t] = R_T(e_ji[t-1] * c_i, f_T) + x_j[t]`` where ``c_i = du_i[t]/du_i[t-1] =
+  D(1 - theta lut(u_i[t-1]))`` in frac ``f_T`` (the reset term included); likewise ``e^a_ik``.
+* DECOLLE (eq. 7-8): ``err_i = sum_k H_ik (Y_k - Yhat_k)`` (``Yhat`` one-hot, ``H`` the
+  sign-concordant feedback), ``d_i = fit_E(R_E(err_i lut(U_i), ...))``, ``dW_ji = R_W(-d_i
+  P_j, s)``, ``db_i = R_W(-d_i 2**f_p, s)``; the refractory dependency is dropped.
+
+Updates are applied at the end of the step (the next step sees them), or, with
+``accumulate = K``, summed at full precision and applied every K steps and at the end of the
+sample. Stochastic rounding adds the low ``s`` bits of one draw per postsynaptic neuron per
+applied update from the block's own LFSR (``round:<l>``, ``round:<l>.clf``), drawn for every
+neuron of the block in index order, so the sequence does not depend on the data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from localsnn.golden.encode import Encoder, quantize_pixels
+from localsnn.golden.fixed import fit, narrow, shift_round
+from localsnn.golden.lfsr import LFSR
+from localsnn.golden.params import Params, check_params, init_params
+from localsnn.spec import Decay, FixedFormat, NetworkSpec
+
+# ---------------------------------------------------------------------------------------------
+# Neuron arithmetic shared by the per-sample and the batched paths
+# ---------------------------------------------------------------------------------------------
+
+
+def leak(v, decay: Decay, rounding: str):
+    """``d * v``: ``R(v * d, f_d)`` or, in shift form, ``v - R(v, k)``."""
+    if decay.mode == "shift":
+        return v - shift_round(v, decay.shift, rounding)
+    return shift_round(v * decay.multiplier, decay.frac, rounding)
+
+
+def leak_complement(v, decay: Decay, rounding: str):
+    """``(1 - d) * v``: ``R(v * (2**f_d - d), f_d)`` or, in shift form, ``R(v, k)``."""
+    if decay.mode == "shift":
+        return shift_round(v, decay.shift, rounding)
+    return shift_round(v * ((1 << decay.frac) - decay.multiplier), decay.frac, rounding)
+
+
+def surrogate(u, theta: int, table: np.ndarray, index_shift: int):
+    """``lut[|u - theta| >> index_shift]``, 0 beyond the table."""
+    idx = np.abs(u - theta) >> index_shift
+    return np.where(idx < len(table), table[np.minimum(idx, len(table) - 1)], 0)
+
+
+@dataclass(frozen=True)
+class _Neurons:
+    """The integer constants of one population of neurons, taken from the spec once."""
+
+    theta: int
+    decay: Decay
+    potential: FixedFormat
+    lut: np.ndarray
+    lut_shift: int
+
+    def integrate(self, u, o, current):
+        """Eq. 2-3: ``u = fit_U(D(u - theta o) + I)``, ``o = [u >= theta]``. Returns (u, o, overflows)."""
+        v = leak(u - self.theta * o, self.decay, self.potential.rounding) + current
+        u, over = fit(v, self.potential)
+        return u, (u >= self.theta).astype(np.int64), over
+
+    def sg(self, u):
+        return surrogate(u, self.theta, self.lut, self.lut_shift)
+
+
+class _Layer:
+    """Constants of hidden layer ``index`` and its classifier, derived from the spec."""
+
+    def __init__(self, spec: NetworkSpec, index: int) -> None:
+        self.index = index
+        ls = spec.layers[index]
+        self.spec = ls
+        self.size = ls.size
+        self.fan_in = spec.fan_in(index)
+        self.classes = spec.classes
+        self.model = ls.neuron.model
+        self.x_max, self.in_frac = spec.input_format(index)
+        # fractional bits of the raw input values (pixels, or 0 for spikes)
+        self.raw_frac = spec.encoding.format.frac if index == 0 and not spec.encoding.binary else 0
+        self.wfmt = ls.weight
+        lrn = spec.learning
+        self.rule = lrn.rule
+        self.efmt = lrn.error
+        self.tfmt = lrn.trace
+        sur = lrn.surrogate
+        self.f_s = sur.format.frac
+        table = np.array(sur.table, dtype=np.int64)
+        n = ls.neuron
+        self.neurons = _Neurons(n.threshold_int, n.alpha, n.potential, table, n.potential.frac - sur.step_frac)
+        self.cur_shift = ls.weight.frac + self.in_frac - n.potential.frac
+        clf = ls.classifier
+        self.clf_kind = clf.kind
+        self.cfmt = clf.weight
+        if clf.kind == "spiking":
+            cn = clf.neuron
+            self.clf_neurons = _Neurons(cn.threshold_int, cn.alpha, cn.potential, table, cn.potential.frac - sur.step_frac)
+            self.clf_cur_shift = clf.weight.frac - cn.potential.frac
+        else:
+            self.hfmt = clf.feedback
+        if self.model == "decolle":
+            self.beta, self.gamma = n.beta, n.gamma
+            self.pfmt = n.trace
+            self.f_p = n.trace.frac
+            self.rho = n.rho_int
+            self.one_p = 1 << n.trace.frac
+        shifts = spec.update_shifts()
+        self.shift = shifts.get(f"{index}")
+        self.clf_shift = shifts.get(f"{index}.clf")
+        # numpy dtype of the big per-synapse arrays: int32 where the spec proves it is enough
+        self.acc_dtype = np.int32 if ls.accumulator <= 31 else np.int64
+
+
+# ---------------------------------------------------------------------------------------------
+# Records and counters
+# ---------------------------------------------------------------------------------------------
+
+COUNTERS = (
+    "input_events",  # nonzero presynaptic values read (rows of w touched by the forward pass)
+    "synaptic_ops",  # input_events * layer size
+    "spikes",
+    "clf_spikes",
+    "updates",  # hidden weights changed by a nonzero amount
+    "clf_updates",
+    "update_rows",  # rows of w written by learning (one row = the synapses of one input)
+    "overflow_potential",
+    "overflow_clf_potential",
+    "overflow_weight",
+    "overflow_clf_weight",
+    "overflow_error",
+    "overflow_trace",
+)
+
+
+def new_counters(layers: int) -> list[dict[str, int]]:
+    return [dict.fromkeys(COUNTERS, 0) for _ in range(layers)]
+
+
+@dataclass
+class LayerRecord:
+    """Every time step of one layer in one sample (arrays with a leading time axis)."""
+
+    spikes: np.ndarray  # (T, size) 0/1
+    potential: np.ndarray  # (T, size)
+    clf_spikes: np.ndarray | None  # (T, classes) spiking classifier
+    clf_potential: np.ndarray | None  # (T, classes) spiking classifier
+    readout: np.ndarray | None  # (T, classes) random readout Y
+    counts: np.ndarray  # (classes,) spike counts or summed readout
+    decision: int
+
+
+@dataclass
+class SampleRecord:
+    label: int | None
+    layers: list[LayerRecord]
+    weights: list[Params] | None = None  # after every step, when asked for
+    counters: list[dict[str, int]] = field(default_factory=list)
+
+    @property
+    def decision(self) -> int:
+        return self.layers[-1].decision
+
+
+# ---------------------------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------------------------
+
+
+class Golden:
+    """The chip, in integers. ``params`` are updated in place by learning.
+
+    ``run_sample`` is the reference (one sample, every step, learning as the chip does it,
+    optionally recording everything); ``infer`` is the batched inference path (learning off),
+    which gives exactly the same spikes, only faster.
+    """
+
+    def __init__(self, spec: NetworkSpec, params: Params | None = None) -> None:
+        self.spec = spec
+        self.params = params if params is not None else init_params(spec)
+        check_params(spec, self.params)
+        for lp in self.params.layers:
+            for name, arr in lp.arrays().items():
+                setattr(lp, name, arr.astype(np.int64 if arr.dtype.itemsize > 4 else np.int32, copy=False))
+        self.layers = [_Layer(spec, i) for i in range(len(spec.layers))]
+        self.counters = new_counters(len(self.layers))
+        self.seed()
+
+    # -- random streams -----------------------------------------------------------------------
+
+    def seed(self, seed: int | None = None) -> None:
+        """(Re)start every LFSR stream from the spec's master seed (or ``seed``)."""
+        master = self.spec.lfsr.seed if seed is None else seed
+        width = self.spec.lfsr.width
+        self.streams = {"encode": LFSR.stream(width, master, "encode")}
+        for i in range(len(self.layers)):
+            for name in (f"round:{i}", f"round:{i}.clf"):
+                self.streams[name] = LFSR.stream(width, master, name)
+        self.encoder = Encoder(self.spec.encoding, self.spec.timesteps, self.streams["encode"])
+
+    def stream_states(self) -> dict[str, int]:
+        return {k: v.state for k, v in self.streams.items()}
+
+    def set_stream_states(self, states: dict[str, int]) -> None:
+        for k, v in states.items():
+            self.streams[k].state = int(v)
+
+    def quantize(self, pixels, max_value: int) -> np.ndarray:
+        return quantize_pixels(pixels, max_value, self.spec.encoding.format)
+
+    # -- per-sample reference path ------------------------------------------------------------
+
+    def run_sample(
+        self,
+        x: np.ndarray,
+        label: int | None = None,
+        *,
+        learn: bool | list[bool] = True,
+        record: bool = True,
+        record_weights: bool = False,
+    ) -> SampleRecord:
+        """Run one sample (``x``: quantized pixels, shape (inputs,)) through every time step.
+
+        With ``learn`` (a bool, or one per layer; a layer also needs ``learn = true`` in its
+        spec and a rule other than ``none``) and a ``label``, the weights learn online.
+        """
+        spec = self.spec
+        T = spec.timesteps
+        nl = len(self.layers)
+        learn_l = [learn] * nl if isinstance(learn, bool) else list(learn)
+        if len(learn_l) != nl:
+            raise ValueError(f"learn has {len(learn_l)} entries; the network has {nl} layers")
+        learn_l = [bool(a) and self.spec.layers[i].learn and spec.learning.rule != "none" and label is not None for i, a in enumerate(learn_l)]
+        if any(learn_l) and not 0 <= int(label) < spec.classes:
+            raise ValueError(f"label {label} is outside 0..{spec.classes - 1}")
+        x = np.asarray(x, dtype=np.int64)
+        if x.shape != (spec.inputs,):
+            raise ValueError(f"a sample has {spec.inputs} inputs; got shape {x.shape}")
+        inputs = self.encoder.sample_inputs(x)
+        states = [self._new_state(L) for L in self.layers]
+        counters = new_counters(nl)
+        recs = [self._new_record(L, T) for L in self.layers] if record else None
+        weights = [] if record_weights else None
+        counts = [np.zeros(spec.classes, dtype=np.int64) for _ in self.layers]
+        for t in range(T):
+            inp = inputs[t]
+            for i, L in enumerate(self.layers):
+                st = states[i]
+                lp = self.params.layers[i]
+                apply_now = (t + 1) % spec.learning.accumulate == 0 or t == T - 1
+                if L.model == "lif":
+                    out = self._lif_step(L, lp, st, inp, label, learn_l[i], apply_now, counters[i])
+                else:
+                    out = self._decolle_step(L, lp, st, inp, label, learn_l[i], apply_now, counters[i])
+                spikes, pot, cspk, cpot, readout = out
+                counts[i] += cspk if readout is None else readout
+                if recs is not None:
+                    r = recs[i]
+                    r["spikes"][t] = spikes
+                    r["potential"][t] = pot
+                    if readout is None:
+                        r["clf_spikes"][t] = cspk
+                        r["clf_potential"][t] = cpot
+                    else:
+                        r["readout"][t] = readout
+                inp = spikes
+            if weights is not None:
+                weights.append(self.params.copy())
+        for a, b in zip(self.counters, counters):
+            for k in a:
+                a[k] += b[k]
+        layers = []
+        for i, L in enumerate(self.layers):
+            dec = int(np.argmax(counts[i]))
+            if recs is not None:
+                r = recs[i]
+                layers.append(LayerRecord(counts=counts[i], decision=dec, **r))
+            else:
+                layers.append(LayerRecord(None, None, None, None, None, counts[i], dec))
+        return SampleRecord(label=label, layers=layers, weights=weights, counters=counters)
+
+    @staticmethod
+    def _new_record(L: _Layer, T: int) -> dict[str, np.ndarray | None]:
+        C = L.classes
+        spiking = L.clf_kind == "spiking"
+        return {
+            "spikes": np.zeros((T, L.size), dtype=np.int8),
+            "potential": np.zeros((T, L.size), dtype=np.int64),
+            "clf_spikes": np.zeros((T, C), dtype=np.int8) if spiking else None,
+            "clf_potential": np.zeros((T, C), dtype=np.int64) if spiking else None,
+            "readout": None if spiking else np.zeros((T, C), dtype=np.int64),
+        }
+
+    def _new_state(self, L: _Layer) -> dict[str, np.ndarray]:
+        z = np.zeros
+        st = {"u": z(L.size, dtype=np.int64), "o": z(L.size, dtype=np.int64)}
+        if L.clf_kind == "spiking":
+            st["cu"] = z(L.classes, dtype=np.int64)
+            st["co"] = z(L.classes, dtype=np.int64)
+        if L.model == "decolle":
+            st["P"] = z(L.fan_in, dtype=np.int64)
+            st["Q"] = z(L.fan_in, dtype=np.int64)
+            st["R"] = z(L.size, dtype=np.int64)
+        return st
+
+    # .. learning helpers ......................................................................
+
+    def _rand(self, name: str, n: int, fmt: FixedFormat):
+        """One draw per postsynaptic neuron for stochastic rounding (int64), else None."""
+        if fmt.rounding != "stochastic":
+            return None
+        return self.streams[name].draws(n).astype(np.int64) & np.int64(0x7FFFFFFFFFFFFFFF)
+
+    @staticmethod
+    def _weight_change(raw, shift: int, fmt: FixedFormat, rand):
+        """``R_W(raw, shift)`` with the per-neuron random words broadcast along the last axis."""
+        return shift_round(raw, shift, fmt.rounding, rand)
+
+    def _update_block(self, w, rows, raw, shift, fmt, rand, c, kind):
+        """``w[rows] = fit_W(w[rows] + R_W(raw, shift))``; ``raw`` is (len(rows), cols) or (cols,)
+        (the same change for every row). Counts changed weights, rows and overflows."""
+        if len(rows) == 0:
+            return
+        dw = self._weight_change(raw, shift, fmt, rand)
+        if not np.any(dw):
+            return
+        block = w[rows]
+        nz = np.count_nonzero(dw)
+        block += dw.astype(block.dtype, copy=False)
+        block, over = fit(block, fmt)
+        w[rows] = block
+        c["clf_updates" if kind == "clf" else "updates"] += nz * (len(rows) if dw.ndim == 1 else 1)
+        c["overflow_clf_weight" if kind == "clf" else "overflow_weight"] += over
+        if kind != "clf":
+            c["update_rows"] += len(rows)
+
+    def _learn_block(self, st, key, w, rows, raw, shift, fmt, rand, apply_now, c, kind):
+        """Apply this step's raw change ``-delta * pre`` now, or accumulate it at full precision
+        (``learning.accumulate > 1``) and apply the sum when ``apply_now``. ``raw`` is None when
+        the change is zero."""
+        if self.spec.learning.accumulate == 1:
+            if raw is not None:
+                self._update_block(w, rows, raw, shift, fmt, rand, c, kind)
+            return
+        acc = st.get(key)
+        if acc is None:
+            acc = st[key] = np.zeros(w.shape, dtype=np.int64)
+        if raw is not None and len(rows):
+            acc[rows] += raw
+        if apply_now:
+            touched = np.flatnonzero(acc.any(axis=1))
+            self._update_block(w, touched, acc[touched], shift, fmt, rand, c, kind)
+            acc[:] = 0
+
+    # .. LIF layer with a spiking classifier (ELL / FELL / none) ...............................
+
+    def _lif_step(self, L: _Layer, lp, st, inp, label, learn, apply_now, c):
+        nrn, cn = L.neurons, L.clf_neurons
+        rows = np.flatnonzero(inp)
+        vals = inp[rows]
+        c["input_events"] += len(rows)
+        c["synaptic_ops"] += len(rows) * L.size
+        fell = learn and L.rule == "fell"
+        if fell:
+            # c_i = du[t]/du[t-1] = D(1 - theta * lut(u[t-1])), computed from the previous potential
+            c_l = self._fell_factor(nrn, st["u"], L)
+            c_a = self._fell_factor(cn, st["cu"], L)
+        # forward, hidden layer: I = R_U(sum_j w_ji x_j, f_w + f_in - f_u)
+        acc = self._current(lp.w, rows, vals, L.acc_dtype)
+        cur = shift_round(acc, L.cur_shift, nrn.potential.rounding)
+        u, o, over = nrn.integrate(st["u"], st["o"], cur)
+        c["overflow_potential"] += over
+        c["spikes"] += int(o.sum())
+        # forward, classifier (binary input o)
+        srows = np.flatnonzero(o)
+        cacc = lp.clf_w[srows].sum(axis=0, dtype=np.int64)
+        ccur = shift_round(cacc, L.clf_cur_shift, cn.potential.rounding)
+        cu, co, over = cn.integrate(st["cu"], st["co"], ccur)
+        c["overflow_clf_potential"] += over
+        c["clf_spikes"] += int(co.sum())
+        if fell:
+            self._fell_traces(L, st, rows, vals, srows, c_l, c_a, c)
+        if learn:
+            crand = self._rand(f"round:{L.index}.clf", L.classes, L.cfmt) if apply_now else None
+            rand = self._rand(f"round:{L.index}", L.size, L.wfmt) if apply_now else None
+            y = np.zeros(L.classes, dtype=np.int64)
+            y[int(label)] = 1
+            # delta^a_k = (o^a_k - y_k) * sigma'(u^a_k)       (eq. 4, 5, 7)
+            da = (co - y) * cn.sg(cu)
+            craw = raw = None
+            crows = rows_l = rows
+            if da.any():
+                # delta^l_i = sigma'(u_i) * sum_k w^a_ik delta^a_k  (eq. 6: du^a/do^l = w^a)
+                g = lp.clf_w.astype(np.int64) @ da
+                dl, over = narrow(g * nrn.sg(u), L.cfmt.frac + 2 * L.f_s - L.efmt.frac, L.efmt)
+                c["overflow_error"] += over
+                if L.rule == "ell":
+                    # dw^a_ik = -eta delta^a_k o^l_i ; dw_ji = -eta delta^l_i x_j
+                    crows, craw = srows, -da
+                    raw = -dl if L.raw_frac == 0 else -(vals[:, None] * dl[None, :])
+                else:
+                    # FELL: the presynaptic term is the eligibility trace (eq. 13, 14)
+                    crows = np.flatnonzero(st["ce_rows"])
+                    craw = -(st["ce"][crows] * da[None, :])
+                    rows_l = np.flatnonzero(st["e_rows"])
+                    raw = -(st["e"][rows_l] * dl[None, :]) if dl.any() else None
+            self._learn_block(st, "cacc", lp.clf_w, crows, craw, L.clf_shift, L.cfmt, crand, apply_now, c, "clf")
+            self._learn_block(st, "acc", lp.w, rows_l, raw, L.shift, L.wfmt, rand, apply_now, c, "hidden")
+        st["u"], st["o"], st["cu"], st["co"] = u, o, cu, co
+        return o, u, co, cu, None
+
+    @staticmethod
+    def _current(w, rows, vals, dtype):
+        """``sum_j w_ji x_j`` over the active rows, exact in ``dtype`` (the spec bounds it)."""
+        if len(rows) == 0:
+            return np.zeros(w.shape[1], dtype=np.int64)
+        block = w[rows]
+        if np.all(vals == 1):
+            return block.sum(axis=0, dtype=np.int64)
+        return np.einsum("j,ji->i", vals.astype(dtype), block.astype(dtype, copy=False), dtype=dtype).astype(np.int64)
+
+    def _fell_factor(self, nrn: _Neurons, u_prev, L: _Layer):
+        """``c = D(1 - theta lut(u[t-1]))`` in the trace format's fractional bits."""
+        f_u = nrn.potential.frac
+        one_minus = (1 << (f_u + L.f_s)) - nrn.theta * nrn.sg(u_prev)  # frac f_u + f_s
+        return shift_round(leak(one_minus, nrn.decay, L.tfmt.rounding), f_u + L.f_s - L.tfmt.frac, L.tfmt.rounding)
+
+    def _fell_traces(self, L: _Layer, st, rows, vals, srows, c_l, c_a, c):
+        """Eq. 12: ``e[t] = R_T(e[t-1] * c, f_T) + x[t]`` for the layer and its classifier.
+
+        Only rows whose trace can be nonzero (inputs active earlier in the sample) are touched.
+        """
+        T = L.tfmt
+        if "e" not in st:
+            st["e"] = np.zeros((L.fan_in, L.size), dtype=np.int64)
+            st["e_rows"] = np.zeros(L.fan_in, dtype=bool)
+            st["ce"] = np.zeros((L.size, L.classes), dtype=np.int64)
+            st["ce_rows"] = np.zeros(L.size, dtype=bool)
+        for key, rkey, factor, new_rows, new_vals, in_frac in (
+            ("e", "e_rows", c_l, rows, vals, L.raw_frac),
+            ("ce", "ce_rows", c_a, srows, np.ones(len(srows), dtype=np.int64), 0),
+        ):
+            e, live = st[key], st[rkey]
+            live[new_rows] = True
+            r = np.flatnonzero(live)
+            block = shift_round(e[r] * factor[None, :], T.frac, T.rounding)
+            add = np.zeros(len(live), dtype=np.int64)
+            add[new_rows] = new_vals << (T.frac - in_frac)
+            block += add[r][:, None]
+            block, over = fit(block, T)
+            e[r] = block
+            c["overflow_trace"] += over
+
+    # .. DECOLLE layer with a random readout ...................................................
+
+    def _decolle_step(self, L: _Layer, lp, st, inp, label, learn, apply_now, c):
+        nrn = L.neurons
+        P, Q, R = st["P"], st["Q"], st["R"]
+        rows = np.flatnonzero(P)
+        c["input_events"] += len(rows)
+        c["synaptic_ops"] += len(rows) * L.size
+        # U = R_U(sum_j W_ji P_j + b_i 2**f_p, f_w + f_p - f_u) - R_U(rho R_i, f_p)   (eq. 4)
+        acc = self._current(lp.w, rows, P[rows], L.acc_dtype) + lp.bias.astype(np.int64) * L.one_p
+        v = shift_round(acc, L.cur_shift, nrn.potential.rounding) - shift_round(L.rho * R, L.f_p, nrn.potential.rounding)
+        U, over = fit(v, nrn.potential)
+        c["overflow_potential"] += over
+        S = (U >= nrn.theta).astype(np.int64)
+        c["spikes"] += int(S.sum())
+        # Y = G S   (random readout, eq. 8)
+        Y = lp.clf_w[np.flatnonzero(S)].sum(axis=0, dtype=np.int64)
+        if learn:
+            rand = self._rand(f"round:{L.index}", L.size, L.wfmt) if apply_now else None
+            target = np.zeros(L.classes, dtype=np.int64)
+            target[int(label)] = 1 << L.cfmt.frac
+            # error_i = sum_k H_ik (Y_k - Yhat_k); delta_i = error_i * sigma'(U_i)   (eq. 8)
+            err = lp.feedback.astype(np.int64) @ (Y - target)
+            d, over = narrow(err * nrn.sg(U), L.hfmt.frac + L.cfmt.frac + L.f_s - L.efmt.frac, L.efmt)
+            c["overflow_error"] += over
+            # dW_ji = -eta delta_i P_j ; the bias is a weight on a constant P = 1.0
+            raw = -(P[rows][:, None] * d[None, :]) if d.any() else None
+            self._learn_block(st, "acc", lp.w, rows, raw, L.shift, L.wfmt, rand, apply_now, c, "hidden")
+            self._learn_bias(L, lp, st, d, rand, apply_now, c)
+        # traces for the next step: Q <- Q + (1-beta)(S_in - Q); P <- P + (1-alpha)(Q - P); R likewise
+        rnd = L.pfmt.rounding
+        x = inp.astype(np.int64) << (L.f_p - L.raw_frac)
+        Pn, o1 = fit(P + leak_complement(Q - P, nrn.decay, rnd), L.pfmt)
+        Qn, o2 = fit(Q + leak_complement(x - Q, L.beta, rnd), L.pfmt)
+        Rn, o3 = fit(R + leak_complement(S * L.one_p - R, L.gamma, rnd), L.pfmt)
+        c["overflow_trace"] += o1 + o2 + o3
+        st["P"], st["Q"], st["R"] = Pn, Qn, Rn
+        return S, U, None, None, Y
+
+    def _learn_bias(self, L: _Layer, lp, st, d, rand, apply_now, c):
+        raw = -(d * L.one_p)
+        fmt = L.wfmt
+        if self.spec.learning.accumulate > 1:
+            acc = st.setdefault("bacc", np.zeros(L.size, dtype=np.int64))
+            acc += raw
+            if not apply_now:
+                return
+            raw = acc.copy()
+            acc[:] = 0
+        # the bias shares its neuron's random word of this step with the neuron's weights
+        db = shift_round(raw, L.shift, fmt.rounding, rand)
+        if np.any(db):
+            b, over = fit(lp.bias.astype(np.int64) + db, fmt)
+            lp.bias[:] = b
+            c["updates"] += int(np.count_nonzero(db))
+            c["overflow_weight"] += over
+
+    # -- batched inference ---------------------------------------------------------------------
+
+    def infer(self, X: np.ndarray, batch: int = 1000) -> np.ndarray:
+        """Decision counts of every layer's classifier for quantized samples ``X`` (B, inputs),
+        learning off: returns (layers, B, classes). Same integers as :meth:`run_sample`."""
+        X = np.asarray(X, dtype=np.int64)
+        if X.ndim != 2 or X.shape[1] != self.spec.inputs:
+            raise ValueError(f"samples must have shape (B, {self.spec.inputs}); got {X.shape}")
+        out = [self._infer_batch(X[k : k + batch]) for k in range(0, len(X), batch)]
+        return np.concatenate(out, axis=1) if out else np.zeros((len(self.layers), 0, self.spec.classes), dtype=np.int64)
+
+    def _infer_batch(self, X):
+        T = self.spec.timesteps
+        B = len(X)
+        seq = self.encoder.sample_inputs(X)  # (B, T, n)
+        result = []
+        direct = self.spec.encoding.kind == "direct"
+        for i, L in enumerate(self.layers):
+            lp = self.params.layers[i]
+            counts = np.zeros((B, L.classes), dtype=np.int64)
+            spikes = np.zeros((B, T, L.size), dtype=np.int64)
+            if L.model == "lif":
+                nrn, cn = L.neurons, L.clf_neurons
+                u = np.zeros((B, L.size), dtype=np.int64)
+                o = np.zeros_like(u)
+                cu = np.zeros((B, L.classes), dtype=np.int64)
+                co = np.zeros_like(cu)
+                const = None
+                if i == 0 and direct:  # the input current is the same at every step
+                    const = shift_round(_matmul(seq[:, 0], lp.w, L.acc_dtype), L.cur_shift, nrn.potential.rounding)
+                for t in range(T):
+                    cur = const if const is not None else shift_round(_matmul(seq[:, t], lp.w, L.acc_dtype), L.cur_shift, nrn.potential.rounding)
+                    u, o, _ = nrn.integrate(u, o, cur)
+                    ccur = shift_round(_matmul(o, lp.clf_w, np.int64), L.clf_cur_shift, cn.potential.rounding)
+                    cu, co, _ = cn.integrate(cu, co, ccur)
+                    counts += co
+                    spikes[:, t] = o
+            else:
+                nrn = L.neurons
+                P = np.zeros((B, L.fan_in), dtype=np.int64)
+                Q = np.zeros_like(P)
+                R = np.zeros((B, L.size), dtype=np.int64)
+                rnd = L.pfmt.rounding
+                in_frac = L.raw_frac
+                bias = lp.bias.astype(np.int64) * L.one_p
+                for t in range(T):
+                    acc = _matmul(P, lp.w, L.acc_dtype) + bias
+                    v = shift_round(acc, L.cur_shift, nrn.potential.rounding) - shift_round(L.rho * R, L.f_p, nrn.potential.rounding)
+                    U, _ = fit(v, nrn.potential)
+                    S = (U >= nrn.theta).astype(np.int64)
+                    counts += _matmul(S, lp.clf_w, np.int64)
+                    x = seq[:, t] << (L.f_p - in_frac)
+                    P, Q, R = (
+                        fit(P + leak_complement(Q - P, nrn.decay, rnd), L.pfmt)[0],
+                        fit(Q + leak_complement(x - Q, L.beta, rnd), L.pfmt)[0],
+                        fit(R + leak_complement(S * L.one_p - R, L.gamma, rnd), L.pfmt)[0],
+                    )
+                    spikes[:, t] = S
+            result.append(counts)
+            seq = spikes
+        return np.stack(result)
+
+
+def _matmul(x: np.ndarray, w: np.ndarray, dtype) -> np.ndarray:
+    """Exact integer ``x @ w`` (x sparse in practice: spikes, pixels, traces), as int64."""
+    xs = sp.csr_matrix(x.astype(dtype, copy=False))
+    return np.asarray(xs @ w.astype(dtype, copy=False), dtype=np.int64)

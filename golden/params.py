@@ -1,0 +1,184 @@
+"""What the chip stores and learns: weights, DECOLLE biases, readout and feedback matrices.
+
+Weights are held input-major, ``w[j, i]`` from presynaptic ``j`` to neuron ``i``, the layout of
+the event-driven hardware (the address of an active input selects a row). Everything is an
+integer of the spec's format; :func:`init_params` draws seeded initial values from the
+``init`` LFSR (uniform integers), and DECOLLE's readout ``G`` (uniform likewise, as the
+classifier's ``init`` says) and feedback ``H`` from the ``readout:<l>`` LFSR.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from localsnn.errors import WeightsError
+from localsnn.golden.lfsr import LFSR
+from localsnn.spec import FixedFormat, NetworkSpec, dumps
+
+#: round(2**16 / sqrt(2)): the standard deviation sqrt(1/2) of DECOLLE's omega in Q16
+SQRT_HALF_Q16 = 46341
+
+
+@dataclass
+class LayerParams:
+    """One hidden layer: ``w`` (fan_in, size), ``bias`` (size,) for DECOLLE neurons, and the
+    classifier: ``clf_w`` (size, classes) trainable weights or the fixed readout ``G``, and
+    for a random readout the feedback ``H`` (size, classes) that carries its error back."""
+
+    w: np.ndarray
+    clf_w: np.ndarray
+    bias: np.ndarray | None = None
+    feedback: np.ndarray | None = None
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        out = {"w": self.w, "clf_w": self.clf_w}
+        if self.bias is not None:
+            out["bias"] = self.bias
+        if self.feedback is not None:
+            out["feedback"] = self.feedback
+        return out
+
+
+@dataclass
+class Params:
+    layers: list[LayerParams] = field(default_factory=list)
+
+    def copy(self) -> "Params":
+        return Params([LayerParams(**{k: v.copy() for k, v in lp.arrays().items()}) for lp in self.layers])
+
+    def equal(self, other: "Params") -> bool:
+        if len(self.layers) != len(other.layers):
+            return False
+        for a, b in zip(self.layers, other.layers):
+            da, db = a.arrays(), b.arrays()
+            if da.keys() != db.keys() or any(not np.array_equal(da[k], db[k]) for k in da):
+                return False
+        return True
+
+
+def _uniform(lfsr: LFSR, shape: tuple[int, ...], bound: int) -> np.ndarray:
+    """Integers uniform in ``[-bound, bound]``: ``((draw * (2*bound+1)) >> width) - bound``."""
+    n = int(np.prod(shape))
+    draws = lfsr.draws(n)
+    if lfsr.width + (2 * bound + 1).bit_length() <= 63:
+        vals = (draws.astype(np.int64) * (2 * bound + 1)) >> lfsr.width
+    else:  # exact in Python integers when the product would not fit 63 bits
+        vals = np.array([(int(d) * (2 * bound + 1)) >> lfsr.width for d in draws], dtype=np.int64)
+    return (vals - bound).reshape(shape)
+
+
+def sign_concordant_feedback(g: np.ndarray, g_fmt: FixedFormat, h_fmt: FixedFormat, lfsr: LFSR) -> np.ndarray:
+    """DECOLLE section 2.3.2: ``H = G * omega``, ``omega ~ N(1, 1/2)`` clipped below at 0.
+
+    ``omega`` is made of integers only: ``z = sum of 12 uniform 16-bit draws - 6 * 2**16``
+    (Irwin-Hall, approximately N(0, 1) in Q16), ``omega = 2**16 + (z * SQRT_HALF_Q16 >> 16)``,
+    clipped at 0; ``H = (G * omega) >> (16 + g.frac - h.frac)`` rounded and saturated into
+    ``h_fmt``.
+    """
+    from localsnn.golden.fixed import narrow
+
+    n = g.size
+    u = (lfsr.draws(12 * n) >> np.uint64(lfsr.width - 16)).astype(np.int64).reshape(n, 12)
+    z = u.sum(axis=1) - 6 * (1 << 16)
+    omega = np.maximum((1 << 16) + ((z * SQRT_HALF_Q16) >> 16), 0).reshape(g.shape)
+    h, _ = narrow(g.astype(np.int64) * omega, 16 + g_fmt.frac - h_fmt.frac, h_fmt)
+    return h
+
+
+def init_params(spec: NetworkSpec) -> Params:
+    """Seeded initial parameters (see the module docstring); same spec, same integers."""
+    init = LFSR.stream(spec.lfsr.width, spec.lfsr.seed, "init")
+    out = []
+    for i, layer in enumerate(spec.layers):
+        fan_in = spec.fan_in(i)
+        w = _uniform(init, (fan_in, layer.size), layer.init.bound(fan_in, layer.weight))
+        clf = layer.classifier
+        bias = feedback = None
+        if layer.neuron.model == "decolle":
+            bias = np.zeros(layer.size, dtype=np.int64)
+        if clf.kind == "spiking":
+            clf_w = _uniform(init, (layer.size, spec.classes), clf.init.bound(layer.size, clf.weight))
+        else:
+            readout = LFSR.stream(spec.lfsr.width, spec.lfsr.seed, f"readout:{i}")
+            clf_w = _uniform(readout, (layer.size, spec.classes), clf.init.bound(layer.size, clf.weight))
+            feedback = sign_concordant_feedback(clf_w, clf.weight, clf.feedback, readout)
+        out.append(LayerParams(w=w, clf_w=clf_w, bias=bias, feedback=feedback))
+    return Params(out)
+
+
+def _expected(spec: NetworkSpec) -> list[dict[str, tuple[tuple[int, ...], FixedFormat]]]:
+    out = []
+    for i, layer in enumerate(spec.layers):
+        d = {
+            "w": ((spec.fan_in(i), layer.size), layer.weight),
+            "clf_w": ((layer.size, spec.classes), layer.classifier.weight),
+        }
+        if layer.neuron.model == "decolle":
+            d["bias"] = ((layer.size,), layer.weight)
+        if layer.classifier.kind == "random":
+            d["feedback"] = ((layer.size, spec.classes), layer.classifier.feedback)
+        out.append(d)
+    return out
+
+
+def check_params(spec: NetworkSpec, params: Params, source: str = "parameters") -> None:
+    """Raise WeightsError unless ``params`` has the shapes and value ranges ``spec`` needs."""
+    expected = _expected(spec)
+    if len(params.layers) != len(expected):
+        raise WeightsError(f"{source} has {len(params.layers)} layers; the spec {spec.name!r} has {len(expected)}")
+    for i, (lp, exp) in enumerate(zip(params.layers, expected)):
+        arrays = lp.arrays()
+        if set(arrays) != set(exp):
+            raise WeightsError(f"{source}, layer {i}: arrays {sorted(arrays)}; the spec needs {sorted(exp)}")
+        for name, (shape, fmt) in exp.items():
+            a = arrays[name]
+            if a.shape != shape:
+                raise WeightsError(f"{source}, layer {i} {name}: shape {a.shape}; the spec needs {shape}")
+            if a.dtype.kind not in "iu":
+                raise WeightsError(f"{source}, layer {i} {name}: dtype {a.dtype}; integers are needed")
+            if a.size and (a.min() < fmt.min_int or a.max() > fmt.max_int):
+                raise WeightsError(
+                    f"{source}, layer {i} {name}: values from {a.min()} to {a.max()} do not fit "
+                    f"{fmt.describe()} [{fmt.min_int}, {fmt.max_int}]"
+                )
+
+
+def save_params(params: Params, path: str | Path, spec: NetworkSpec) -> None:
+    """Write ``params`` as an ``.npz`` holding ``layer<l>.<name>`` arrays and the spec's TOML."""
+    arrays = {f"layer{i}.{k}": v.astype(np.int64) for i, lp in enumerate(params.layers) for k, v in lp.arrays().items()}
+    arrays["spec.toml"] = np.frombuffer(dumps(spec).encode(), dtype=np.uint8)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    Path(path).write_bytes(buf.getvalue())
+
+
+def load_params(path: str | Path, spec: NetworkSpec) -> Params:
+    """Read parameters written by :func:`save_params` and check them against ``spec``."""
+    path = Path(path)
+    try:
+        data = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise WeightsError(f"no weights file {path}") from None
+    except (OSError, ValueError) as err:
+        raise WeightsError(f"{path} is not a weights file written by localsnn ({err})") from None
+    with data:
+        names = [n for n in data.files if n.startswith("layer")]
+        count = 1 + max((int(n[5:].split(".")[0]) for n in names), default=-1)
+        layers = []
+        for i in range(count):
+            kw = {k.split(".", 1)[1]: data[k] for k in names if k.startswith(f"layer{i}.")}
+            if "w" not in kw or "clf_w" not in kw:
+                raise WeightsError(f"{path}: layer {i} lacks 'w' or 'clf_w'")
+            layers.append(LayerParams(**kw))
+    params = Params(layers)
+    check_params(spec, params, str(path))
+    return params
+
+
+def describe(params: Params) -> str:
+    return json.dumps([{k: list(v.shape) for k, v in lp.arrays().items()} for lp in params.layers])
