@@ -38,6 +38,24 @@ def shift_round(v, s: int, mode: str, rand=None):
     raise ValueError(f"unknown rounding mode {mode!r}")
 
 
+def shift_round_inplace(v: np.ndarray, s: int, mode: str, rand=None) -> np.ndarray:
+    """:func:`shift_round` computed in the array ``v`` itself (which it returns)."""
+    if s <= 0:
+        if s:
+            v <<= -s
+        return v
+    if mode == "nearest":
+        v += 1 << (s - 1)
+    elif mode == "stochastic":
+        if rand is None:
+            raise ValueError("stochastic rounding needs random words")
+        v += rand & ((1 << s) - 1)
+    elif mode != "floor":
+        raise ValueError(f"unknown rounding mode {mode!r}")
+    v >>= s
+    return v
+
+
 def fit(v, fmt: FixedFormat):
     """Bring ``v`` into the range of ``fmt`` (saturate or wrap). Returns ``(value, overflows)``.
 

@@ -54,7 +54,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from localsnn.golden.encode import Encoder, quantize_pixels
-from localsnn.golden.fixed import fit, narrow, shift_round
+from localsnn.golden.fixed import fit, narrow, shift_round, shift_round_inplace
 from localsnn.golden.lfsr import LFSR
 from localsnn.golden.params import Params, check_params, init_params
 from localsnn.spec import Decay, FixedFormat, NetworkSpec
@@ -93,12 +93,20 @@ class _Neurons:
     potential: FixedFormat
     lut: np.ndarray
     lut_shift: int
+    current_bits: int  # signed width of the largest synaptic current, in potential units
+
+    @property
+    def dtype(self):
+        """int32 where ``D(u - theta o) + I`` provably fits, else int64 (batched path)."""
+        mult = self.decay.multiplier.bit_length() if self.decay.mode == "multiply" else 0
+        bits = max(self.potential.width + 1 + mult, self.current_bits) + 1
+        return np.int32 if bits <= 31 else np.int64
 
     def integrate(self, u, o, current):
         """Eq. 2-3: ``u = fit_U(D(u - theta o) + I)``, ``o = [u >= theta]``. Returns (u, o, overflows)."""
         v = leak(u - self.theta * o, self.decay, self.potential.rounding) + current
         u, over = fit(v, self.potential)
-        return u, (u >= self.theta).astype(np.int64), over
+        return u, (u >= self.theta).astype(u.dtype), over
 
     def sg(self, u):
         return surrogate(u, self.theta, self.lut, self.lut_shift)
@@ -127,15 +135,15 @@ class _Layer:
         self.f_s = sur.format.frac
         table = np.array(sur.table, dtype=np.int64)
         n = ls.neuron
-        self.neurons = _Neurons(n.threshold_int, n.alpha, n.potential, table, n.potential.frac - sur.step_frac)
         self.cur_shift = ls.weight.frac + self.in_frac - n.potential.frac
+        self.neurons = _Neurons(n.threshold_int, n.alpha, n.potential, table, n.potential.frac - sur.step_frac, ls.accumulator - self.cur_shift)
         clf = ls.classifier
         self.clf_kind = clf.kind
         self.cfmt = clf.weight
         if clf.kind == "spiking":
             cn = clf.neuron
-            self.clf_neurons = _Neurons(cn.threshold_int, cn.alpha, cn.potential, table, cn.potential.frac - sur.step_frac)
             self.clf_cur_shift = clf.weight.frac - cn.potential.frac
+            self.clf_neurons = _Neurons(cn.threshold_int, cn.alpha, cn.potential, table, cn.potential.frac - sur.step_frac, clf.accumulator - self.clf_cur_shift)
         else:
             self.hfmt = clf.feedback
         if self.model == "decolle":
@@ -147,8 +155,15 @@ class _Layer:
         shifts = spec.update_shifts()
         self.shift = shifts.get(f"{index}")
         self.clf_shift = shifts.get(f"{index}.clf")
-        # numpy dtype of the big per-synapse arrays: int32 where the spec proves it is enough
-        self.acc_dtype = np.int32 if ls.accumulator <= 31 else np.int64
+        # dtype of the per-synapse products -delta * pre (plus the random addend): int32 where
+        # the spec's formats prove it is enough
+        if self.rule == "fell":
+            pre_bits = self.tfmt.width
+        elif self.model == "decolle":
+            pre_bits = self.pfmt.width + 1
+        else:
+            pre_bits = self.x_max.bit_length() + 1
+        self.upd_dtype = np.int32 if self.efmt.width + pre_bits + 1 <= 31 else np.int64
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,7 +291,7 @@ class Golden:
         if x.shape != (spec.inputs,):
             raise ValueError(f"a sample has {spec.inputs} inputs; got shape {x.shape}")
         inputs = self.encoder.sample_inputs(x)
-        states = [self._new_state(L) for L in self.layers]
+        states = [self._new_state(L, lp) for L, lp in zip(self.layers, self.params.layers)]
         counters = new_counters(nl)
         recs = [self._new_record(L, T) for L in self.layers] if record else None
         weights = [] if record_weights else None
@@ -304,7 +319,11 @@ class Golden:
                         r["readout"][t] = readout
                 inp = spikes
             if weights is not None:
+                for st in states:
+                    st["view"].flush()
                 weights.append(self.params.copy())
+        for st in states:
+            st["view"].flush()
         for a, b in zip(self.counters, counters):
             for k in a:
                 a[k] += b[k]
@@ -330,9 +349,11 @@ class Golden:
             "readout": None if spiking else np.zeros((T, C), dtype=np.int64),
         }
 
-    def _new_state(self, L: _Layer) -> dict[str, np.ndarray]:
+    def _new_state(self, L: _Layer, lp) -> dict:
         z = np.zeros
         st = {"u": z(L.size, dtype=np.int64), "o": z(L.size, dtype=np.int64)}
+        st["view"] = _RowView(lp.w, cache=True)
+        st["cview"] = _RowView(lp.clf_w, cache=False)
         if L.clf_kind == "spiking":
             st["cu"] = z(L.classes, dtype=np.int64)
             st["co"] = z(L.classes, dtype=np.int64)
@@ -345,56 +366,54 @@ class Golden:
     # .. learning helpers ......................................................................
 
     def _rand(self, name: str, n: int, fmt: FixedFormat):
-        """One draw per postsynaptic neuron for stochastic rounding (int64), else None."""
+        """One draw per postsynaptic neuron for stochastic rounding, else None."""
         if fmt.rounding != "stochastic":
             return None
-        return self.streams[name].draws(n).astype(np.int64) & np.int64(0x7FFFFFFFFFFFFFFF)
+        return self.streams[name].draws(n).astype(np.int64)
 
-    @staticmethod
-    def _weight_change(raw, shift: int, fmt: FixedFormat, rand):
-        """``R_W(raw, shift)`` with the per-neuron random words broadcast along the last axis."""
-        return shift_round(raw, shift, fmt.rounding, rand)
-
-    def _update_block(self, w, rows, raw, shift, fmt, rand, c, kind):
-        """``w[rows] = fit_W(w[rows] + R_W(raw, shift))``; ``raw`` is (len(rows), cols) or (cols,)
-        (the same change for every row). Counts changed weights, rows and overflows."""
+    def _update_block(self, view: "_RowView", rows, raw, shift, fmt, rand, c, kind):
+        """``w[rows] = fit_W(w[rows] + R_W(raw, shift))`` with the per-neuron random words
+        broadcast along the rows; ``raw`` is (len(rows), cols), or (cols,) for the same change
+        on every row. Counts changed weights, written rows and overflows."""
         if len(rows) == 0:
             return
-        dw = self._weight_change(raw, shift, fmt, rand)
-        if not np.any(dw):
+        if rand is not None:
+            rand = rand.astype(raw.dtype, copy=False)
+        dw = shift_round_inplace(raw, shift, fmt.rounding, rand)
+        nz = int(np.count_nonzero(dw))
+        if not nz:
             return
-        block = w[rows]
-        nz = np.count_nonzero(dw)
+        block = view.rows(rows)
         block += dw.astype(block.dtype, copy=False)
-        block, over = fit(block, fmt)
-        w[rows] = block
+        over = view.fit(fmt)
         c["clf_updates" if kind == "clf" else "updates"] += nz * (len(rows) if dw.ndim == 1 else 1)
         c["overflow_clf_weight" if kind == "clf" else "overflow_weight"] += over
         if kind != "clf":
             c["update_rows"] += len(rows)
 
-    def _learn_block(self, st, key, w, rows, raw, shift, fmt, rand, apply_now, c, kind):
+    def _learn_block(self, st, key, view, rows, raw, shift, fmt, rand, apply_now, c, kind):
         """Apply this step's raw change ``-delta * pre`` now, or accumulate it at full precision
         (``learning.accumulate > 1``) and apply the sum when ``apply_now``. ``raw`` is None when
         the change is zero."""
         if self.spec.learning.accumulate == 1:
             if raw is not None:
-                self._update_block(w, rows, raw, shift, fmt, rand, c, kind)
+                self._update_block(view, rows, raw, shift, fmt, rand, c, kind)
             return
         acc = st.get(key)
         if acc is None:
-            acc = st[key] = np.zeros(w.shape, dtype=np.int64)
+            acc = st[key] = np.zeros(view.w.shape, dtype=np.int64)
         if raw is not None and len(rows):
             acc[rows] += raw
         if apply_now:
             touched = np.flatnonzero(acc.any(axis=1))
-            self._update_block(w, touched, acc[touched], shift, fmt, rand, c, kind)
+            self._update_block(view, touched, acc[touched], shift, fmt, rand, c, kind)
             acc[:] = 0
 
     # .. LIF layer with a spiking classifier (ELL / FELL / none) ...............................
 
     def _lif_step(self, L: _Layer, lp, st, inp, label, learn, apply_now, c):
         nrn, cn = L.neurons, L.clf_neurons
+        view, cview = st["view"], st["cview"]
         rows = np.flatnonzero(inp)
         vals = inp[rows]
         c["input_events"] += len(rows)
@@ -405,14 +424,14 @@ class Golden:
             c_l = self._fell_factor(nrn, st["u"], L)
             c_a = self._fell_factor(cn, st["cu"], L)
         # forward, hidden layer: I = R_U(sum_j w_ji x_j, f_w + f_in - f_u)
-        acc = self._current(lp.w, rows, vals, L.acc_dtype)
+        acc = _weighted_rows(view.rows(rows), vals, L.wfmt.max_abs)
         cur = shift_round(acc, L.cur_shift, nrn.potential.rounding)
         u, o, over = nrn.integrate(st["u"], st["o"], cur)
         c["overflow_potential"] += over
         c["spikes"] += int(o.sum())
         # forward, classifier (binary input o)
         srows = np.flatnonzero(o)
-        cacc = lp.clf_w[srows].sum(axis=0, dtype=np.int64)
+        cacc = cview.w[srows].sum(axis=0, dtype=np.int64)
         ccur = shift_round(cacc, L.clf_cur_shift, cn.potential.rounding)
         cu, co, over = cn.integrate(st["cu"], st["co"], ccur)
         c["overflow_clf_potential"] += over
@@ -430,33 +449,23 @@ class Golden:
             crows = rows_l = rows
             if da.any():
                 # delta^l_i = sigma'(u_i) * sum_k w^a_ik delta^a_k  (eq. 6: du^a/do^l = w^a)
-                g = lp.clf_w.astype(np.int64) @ da
+                g = cview.w.astype(np.int64) @ da
                 dl, over = narrow(g * nrn.sg(u), L.cfmt.frac + 2 * L.f_s - L.efmt.frac, L.efmt)
                 c["overflow_error"] += over
+                dl = dl.astype(L.upd_dtype)
                 if L.rule == "ell":
                     # dw^a_ik = -eta delta^a_k o^l_i ; dw_ji = -eta delta^l_i x_j
                     crows, craw = srows, -da
-                    raw = -dl if L.raw_frac == 0 else -(vals[:, None] * dl[None, :])
+                    raw = -dl if L.raw_frac == 0 else np.multiply.outer(vals.astype(L.upd_dtype), -dl)
                 else:
                     # FELL: the presynaptic term is the eligibility trace (eq. 13, 14)
-                    crows = np.flatnonzero(st["ce_rows"])
-                    craw = -(st["ce"][crows] * da[None, :])
-                    rows_l = np.flatnonzero(st["e_rows"])
-                    raw = -(st["e"][rows_l] * dl[None, :]) if dl.any() else None
-            self._learn_block(st, "cacc", lp.clf_w, crows, craw, L.clf_shift, L.cfmt, crand, apply_now, c, "clf")
-            self._learn_block(st, "acc", lp.w, rows_l, raw, L.shift, L.wfmt, rand, apply_now, c, "hidden")
+                    crows, craw = st["ce"].rows, st["ce"].e * -da[None, :]
+                    rows_l = st["e"].rows
+                    raw = st["e"].e * -dl[None, :] if dl.any() else None
+            self._learn_block(st, "cacc", cview, crows, craw, L.clf_shift, L.cfmt, crand, apply_now, c, "clf")
+            self._learn_block(st, "acc", view, rows_l, raw, L.shift, L.wfmt, rand, apply_now, c, "hidden")
         st["u"], st["o"], st["cu"], st["co"] = u, o, cu, co
         return o, u, co, cu, None
-
-    @staticmethod
-    def _current(w, rows, vals, dtype):
-        """``sum_j w_ji x_j`` over the active rows, exact in ``dtype`` (the spec bounds it)."""
-        if len(rows) == 0:
-            return np.zeros(w.shape[1], dtype=np.int64)
-        block = w[rows]
-        if np.all(vals == 1):
-            return block.sum(axis=0, dtype=np.int64)
-        return np.einsum("j,ji->i", vals.astype(dtype), block.astype(dtype, copy=False), dtype=dtype).astype(np.int64)
 
     def _fell_factor(self, nrn: _Neurons, u_prev, L: _Layer):
         """``c = D(1 - theta lut(u[t-1]))`` in the trace format's fractional bits."""
@@ -465,30 +474,12 @@ class Golden:
         return shift_round(leak(one_minus, nrn.decay, L.tfmt.rounding), f_u + L.f_s - L.tfmt.frac, L.tfmt.rounding)
 
     def _fell_traces(self, L: _Layer, st, rows, vals, srows, c_l, c_a, c):
-        """Eq. 12: ``e[t] = R_T(e[t-1] * c, f_T) + x[t]`` for the layer and its classifier.
-
-        Only rows whose trace can be nonzero (inputs active earlier in the sample) are touched.
-        """
-        T = L.tfmt
+        """Eq. 12: ``e[t] = R_T(e[t-1] * c, f_T) + x[t]`` for the layer and its classifier."""
         if "e" not in st:
-            st["e"] = np.zeros((L.fan_in, L.size), dtype=np.int64)
-            st["e_rows"] = np.zeros(L.fan_in, dtype=bool)
-            st["ce"] = np.zeros((L.size, L.classes), dtype=np.int64)
-            st["ce_rows"] = np.zeros(L.size, dtype=bool)
-        for key, rkey, factor, new_rows, new_vals, in_frac in (
-            ("e", "e_rows", c_l, rows, vals, L.raw_frac),
-            ("ce", "ce_rows", c_a, srows, np.ones(len(srows), dtype=np.int64), 0),
-        ):
-            e, live = st[key], st[rkey]
-            live[new_rows] = True
-            r = np.flatnonzero(live)
-            block = shift_round(e[r] * factor[None, :], T.frac, T.rounding)
-            add = np.zeros(len(live), dtype=np.int64)
-            add[new_rows] = new_vals << (T.frac - in_frac)
-            block += add[r][:, None]
-            block, over = fit(block, T)
-            e[r] = block
-            c["overflow_trace"] += over
+            st["e"] = _Traces(L.fan_in, L.size, L.upd_dtype)
+            st["ce"] = _Traces(L.size, L.classes, np.int64)
+        c["overflow_trace"] += st["e"].step(c_l, rows, vals << (L.tfmt.frac - L.raw_frac), L.tfmt)
+        c["overflow_trace"] += st["ce"].step(c_a, srows, np.full(len(srows), 1 << L.tfmt.frac), L.tfmt)
 
     # .. DECOLLE layer with a random readout ...................................................
 
@@ -499,7 +490,7 @@ class Golden:
         c["input_events"] += len(rows)
         c["synaptic_ops"] += len(rows) * L.size
         # U = R_U(sum_j W_ji P_j + b_i 2**f_p, f_w + f_p - f_u) - R_U(rho R_i, f_p)   (eq. 4)
-        acc = self._current(lp.w, rows, P[rows], L.acc_dtype) + lp.bias.astype(np.int64) * L.one_p
+        acc = _weighted_rows(st["view"].rows(rows), P[rows], L.wfmt.max_abs) + lp.bias.astype(np.int64) * L.one_p
         v = shift_round(acc, L.cur_shift, nrn.potential.rounding) - shift_round(L.rho * R, L.f_p, nrn.potential.rounding)
         U, over = fit(v, nrn.potential)
         c["overflow_potential"] += over
@@ -516,8 +507,8 @@ class Golden:
             d, over = narrow(err * nrn.sg(U), L.hfmt.frac + L.cfmt.frac + L.f_s - L.efmt.frac, L.efmt)
             c["overflow_error"] += over
             # dW_ji = -eta delta_i P_j ; the bias is a weight on a constant P = 1.0
-            raw = -(P[rows][:, None] * d[None, :]) if d.any() else None
-            self._learn_block(st, "acc", lp.w, rows, raw, L.shift, L.wfmt, rand, apply_now, c, "hidden")
+            raw = np.multiply.outer(P[rows].astype(L.upd_dtype), -d.astype(L.upd_dtype)) if d.any() else None
+            self._learn_block(st, "acc", st["view"], rows, raw, L.shift, L.wfmt, rand, apply_now, c, "hidden")
             self._learn_bias(L, lp, st, d, rand, apply_now, c)
         # traces for the next step: Q <- Q + (1-beta)(S_in - Q); P <- P + (1-alpha)(Q - P); R likewise
         rnd = L.pfmt.rounding
@@ -566,51 +557,143 @@ class Golden:
         direct = self.spec.encoding.kind == "direct"
         for i, L in enumerate(self.layers):
             lp = self.params.layers[i]
-            counts = np.zeros((B, L.classes), dtype=np.int64)
-            spikes = np.zeros((B, T, L.size), dtype=np.int64)
+            last = i == len(self.layers) - 1
+            spikes = np.zeros((B, T, L.size), dtype=np.int8)
+            nrn = L.neurons
+            dt = nrn.dtype
             if L.model == "lif":
-                nrn, cn = L.neurons, L.clf_neurons
-                u = np.zeros((B, L.size), dtype=np.int64)
+                u = np.zeros((B, L.size), dtype=dt)
                 o = np.zeros_like(u)
-                cu = np.zeros((B, L.classes), dtype=np.int64)
-                co = np.zeros_like(cu)
                 const = None
                 if i == 0 and direct:  # the input current is the same at every step
-                    const = shift_round(_matmul(seq[:, 0], lp.w, L.acc_dtype), L.cur_shift, nrn.potential.rounding)
+                    const = shift_round(_matmul(seq[:, 0], lp.w, L.wfmt.max_abs), L.cur_shift, nrn.potential.rounding).astype(dt)
                 for t in range(T):
-                    cur = const if const is not None else shift_round(_matmul(seq[:, t], lp.w, L.acc_dtype), L.cur_shift, nrn.potential.rounding)
+                    cur = const if const is not None else shift_round(_matmul(seq[:, t], lp.w, L.wfmt.max_abs), L.cur_shift, nrn.potential.rounding).astype(dt)
                     u, o, _ = nrn.integrate(u, o, cur)
-                    ccur = shift_round(_matmul(o, lp.clf_w, np.int64), L.clf_cur_shift, cn.potential.rounding)
-                    cu, co, _ = cn.integrate(cu, co, ccur)
-                    counts += co
                     spikes[:, t] = o
+                # the classifier sees o[t] at step t whatever its own state: all steps in one product
+                cn = L.clf_neurons
+                ccur = shift_round(_matmul(spikes.reshape(B * T, L.size), lp.clf_w, L.cfmt.max_abs), L.clf_cur_shift, cn.potential.rounding)
+                ccur = ccur.reshape(B, T, L.classes).astype(cn.dtype)
+                cu = np.zeros((B, L.classes), dtype=cn.dtype)
+                co = np.zeros_like(cu)
+                counts = np.zeros((B, L.classes), dtype=np.int64)
+                for t in range(T):
+                    cu, co, _ = cn.integrate(cu, co, ccur[:, t])
+                    counts += co
             else:
-                nrn = L.neurons
                 P = np.zeros((B, L.fan_in), dtype=np.int64)
                 Q = np.zeros_like(P)
                 R = np.zeros((B, L.size), dtype=np.int64)
                 rnd = L.pfmt.rounding
-                in_frac = L.raw_frac
                 bias = lp.bias.astype(np.int64) * L.one_p
                 for t in range(T):
-                    acc = _matmul(P, lp.w, L.acc_dtype) + bias
+                    acc = _matmul(P, lp.w, L.wfmt.max_abs) + bias
                     v = shift_round(acc, L.cur_shift, nrn.potential.rounding) - shift_round(L.rho * R, L.f_p, nrn.potential.rounding)
                     U, _ = fit(v, nrn.potential)
                     S = (U >= nrn.theta).astype(np.int64)
-                    counts += _matmul(S, lp.clf_w, np.int64)
-                    x = seq[:, t] << (L.f_p - in_frac)
+                    x = seq[:, t].astype(np.int64) << (L.f_p - L.raw_frac)
                     P, Q, R = (
                         fit(P + leak_complement(Q - P, nrn.decay, rnd), L.pfmt)[0],
                         fit(Q + leak_complement(x - Q, L.beta, rnd), L.pfmt)[0],
                         fit(R + leak_complement(S * L.one_p - R, L.gamma, rnd), L.pfmt)[0],
                     )
                     spikes[:, t] = S
+                counts = _matmul(spikes.reshape(B * T, L.size), lp.clf_w, L.cfmt.max_abs).reshape(B, T, L.classes).sum(axis=1)
             result.append(counts)
-            seq = spikes
+            if not last:
+                seq = spikes
         return np.stack(result)
 
 
-def _matmul(x: np.ndarray, w: np.ndarray, dtype) -> np.ndarray:
-    """Exact integer ``x @ w`` (x sparse in practice: spikes, pixels, traces), as int64."""
-    xs = sp.csr_matrix(x.astype(dtype, copy=False))
-    return np.asarray(xs @ w.astype(dtype, copy=False), dtype=np.int64)
+def _exact_dtype(max_abs_sum: int):
+    """int32 when every partial sum provably fits it, else int64."""
+    return np.int32 if max_abs_sum < (1 << 31) else np.int64
+
+
+def _weighted_rows(block: np.ndarray, vals: np.ndarray, w_max: int) -> np.ndarray:
+    """``sum_j vals_j * block[j]`` exactly (``|block| <= w_max``), as int64."""
+    if len(vals) == 0:
+        return np.zeros(block.shape[1], dtype=np.int64)
+    if vals.min() == 1 and vals.max() == 1:
+        return block.sum(axis=0, dtype=np.int64)
+    dt = _exact_dtype(int(np.abs(vals).sum()) * w_max)
+    out = np.einsum("j,ji->i", vals.astype(dt), block.astype(dt, copy=False), dtype=dt)
+    return out.astype(np.int64)
+
+
+def _matmul(x: np.ndarray, w: np.ndarray, w_max: int) -> np.ndarray:
+    """Exact integer ``x @ w`` (``|w| <= w_max``; x sparse in practice: spikes, pixels,
+    traces), as int64."""
+    dt = _exact_dtype(int(np.abs(x).sum(axis=1).max(initial=0)) * w_max)
+    xs = sp.csr_matrix(x.astype(dt, copy=False))
+    return np.asarray(xs @ w.astype(dt, copy=False), dtype=np.int64)
+
+
+class _Traces:
+    """FELL's per-synapse eligibility traces, kept for the rows (inputs) active so far in the
+    sample, in order of first activity; every other row's trace is 0 and stays 0
+    (``e = R(0 * c) + 0``), so it is not stored."""
+
+    def __init__(self, n_rows: int, cols: int, dtype) -> None:
+        self.rows = np.zeros(0, dtype=np.int64)
+        self.e = np.zeros((0, cols), dtype=dtype)
+        self._pos = np.full(n_rows, -1, dtype=np.int64)
+
+    def step(self, factor: np.ndarray, new_rows: np.ndarray, new_vals: np.ndarray, fmt: FixedFormat) -> int:
+        """``e = fit_T(R_T(e * factor, f_T) + x)`` with ``x`` (already in trace units) on
+        ``new_rows``; returns the overflow count."""
+        fresh = new_rows[self._pos[new_rows] < 0]
+        if len(fresh):
+            self._pos[fresh] = len(self.rows) + np.arange(len(fresh))
+            self.rows = np.concatenate([self.rows, fresh])
+            self.e = np.concatenate([self.e, np.zeros((len(fresh), self.e.shape[1]), dtype=self.e.dtype)])
+        dt = np.int32 if fmt.width + fmt.frac + 2 <= 31 else np.int64
+        e = self.e.astype(dt)  # a fresh array, worked on in place
+        e *= factor.astype(dt)[None, :]
+        shift_round_inplace(e, fmt.frac, fmt.rounding)
+        if len(new_rows) == len(self.rows) and np.array_equal(new_rows, self.rows):
+            e += new_vals.astype(dt)[:, None]  # every live row is active (direct input)
+        elif len(new_rows):
+            e[self._pos[new_rows]] += new_vals.astype(dt)[:, None]
+        e, over = fit(e, fmt)
+        self.e = e.astype(self.e.dtype, copy=False)
+        return over
+
+
+class _RowView:
+    """The rows of a weight matrix that the current step works on.
+
+    With ``cache``, the rows stay gathered while the same rows are asked for again (a
+    direct-coded input touches the same rows at every step of a sample) and are written back
+    when other rows are needed or on :meth:`flush`. Without, every update is written back at
+    once.
+    """
+
+    def __init__(self, w: np.ndarray, cache: bool) -> None:
+        self.w = w
+        self.cache = cache
+        self._rows = None
+        self._block = None
+
+    def rows(self, rows: np.ndarray) -> np.ndarray:
+        r = self._rows
+        if r is not None and (r is rows or (len(r) == len(rows) and np.array_equal(r, rows))):
+            return self._block
+        self.flush()
+        self._rows, self._block = rows, self.w[rows]
+        return self._block
+
+    def fit(self, fmt: FixedFormat) -> int:
+        """Fit the gathered rows into ``fmt`` (after an update). Returns the overflow count."""
+        block, over = fit(self._block, fmt)
+        if over:
+            self._block[...] = block
+        if not self.cache:
+            self.flush()
+        return over
+
+    def flush(self) -> None:
+        if self._rows is not None:
+            self.w[self._rows] = self._block
+            self._rows = self._block = None

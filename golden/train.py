@@ -1,0 +1,256 @@
+"""Online learning over a dataset, as the chip would do it: epochs, evaluation, checkpoints.
+
+Every training sample runs through :meth:`Golden.run_sample` with learning on, in an order
+drawn from the ``shuffle`` LFSR (a stable argsort of one draw per sample, each epoch). After
+each epoch the train and test sets are evaluated with learning off (the batched path) and the
+accuracy of every layer's local classifier is recorded.
+
+An output folder holds ``weights.npz`` (the learned parameters), ``metrics.json`` /
+``metrics.csv`` (one row per epoch), ``spec.toml``, ``checkpoint.npz`` (everything needed to
+resume: parameters, LFSR states, position in the epoch) and, with matplotlib installed,
+``learning_curves.png``. A run resumed from its checkpoint gives bit for bit the same result
+as a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from localsnn.errors import LocalsnnError
+from localsnn.golden.lfsr import LFSR
+from localsnn.golden.model import COUNTERS, Golden
+from localsnn.golden.params import LayerParams, Params, check_params, save_params
+from localsnn.spec import NetworkSpec, dumps
+
+
+@dataclass
+class EpochMetrics:
+    """Accuracies are per layer (index 0 = first hidden layer's classifier); the network's
+    decision is the last entry."""
+
+    epoch: int
+    online_train_acc: list[float]
+    train_acc: list[float] | None
+    test_acc: list[float]
+    seconds: float
+    samples_per_s: float
+    counters: list[dict[str, int]] = field(default_factory=list)
+
+
+def accuracy(counts: np.ndarray, labels: np.ndarray) -> list[float]:
+    """Per-layer accuracy from ``(layers, B, classes)`` decision counts (argmax, lowest index
+    wins a tie)."""
+    return [float(np.mean(np.argmax(c, axis=-1) == labels)) for c in counts]
+
+
+def confusion(counts: np.ndarray, labels: np.ndarray, classes: int) -> np.ndarray:
+    """``(layers, classes, classes)`` confusion matrices, rows = true label."""
+    out = np.zeros((len(counts), classes, classes), dtype=np.int64)
+    for i, c in enumerate(counts):
+        np.add.at(out[i], (labels.astype(np.int64), np.argmax(c, axis=-1)), 1)
+    return out
+
+
+def epoch_order(lfsr: LFSR, n: int) -> np.ndarray:
+    """A permutation of ``range(n)``: stable argsort of ``n`` draws."""
+    return np.argsort(lfsr.draws(n), kind="stable")
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+class Checkpoint:
+    """The whole state of a training run, saved atomically to ``checkpoint.npz``."""
+
+    NAME = "checkpoint.npz"
+
+    @staticmethod
+    def save(folder: Path, golden: Golden, *, epoch: int, position: int, shuffle_state: int, online_correct: list[int], history: list[EpochMetrics], counters: list[dict]) -> None:
+        arrays = {f"layer{i}.{k}": v for i, lp in enumerate(golden.params.layers) for k, v in lp.arrays().items()}
+        meta = {
+            "spec": dumps(golden.spec),
+            "epoch": epoch,
+            "position": position,
+            "shuffle_state": shuffle_state,
+            "streams": golden.stream_states(),
+            "online_correct": online_correct,
+            "history": [asdict(h) for h in history],
+            "counters": counters,
+            "golden_counters": golden.counters,
+        }
+        arrays["meta.json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        _atomic_write(folder / Checkpoint.NAME, buf.getvalue())
+
+    @staticmethod
+    def load(folder: Path, spec: NetworkSpec) -> tuple[Params, dict]:
+        path = folder / Checkpoint.NAME
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(bytes(data["meta.json"]).decode())
+                names = [n for n in data.files if n.startswith("layer")]
+                layers = []
+                for i in range(len(spec.layers)):
+                    kw = {k.split(".", 1)[1]: data[k] for k in names if k.startswith(f"layer{i}.")}
+                    layers.append(LayerParams(**kw))
+        except FileNotFoundError:
+            raise LocalsnnError(f"nothing to resume: {path} does not exist (start without --resume)") from None
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise LocalsnnError(f"{path} is damaged and cannot be resumed ({err}); delete it and start again") from None
+        if meta["spec"] != dumps(spec):
+            raise LocalsnnError(f"{path} was written for a different spec; resume with the same --config, or use another --out folder")
+        params = Params(layers)
+        check_params(spec, params, str(path))
+        return params, meta
+
+
+def _write_metrics(folder: Path, history: list[EpochMetrics], layers: int) -> None:
+    _atomic_write(folder / "metrics.json", json.dumps([asdict(h) for h in history], indent=1).encode())
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    header = ["epoch", "seconds", "samples_per_s"]
+    for kind in ("online_train", "train", "test"):
+        header += [f"{kind}_acc_layer{i}" for i in range(layers)]
+    w.writerow(header)
+    for h in history:
+        row = [h.epoch, f"{h.seconds:.3f}", f"{h.samples_per_s:.1f}"]
+        for accs in (h.online_train_acc, h.train_acc, h.test_acc):
+            row += [f"{a:.4f}" for a in accs] if accs is not None else [""] * layers
+        w.writerow(row)
+    _atomic_write(folder / "metrics.csv", buf.getvalue().encode())
+
+
+def plot_history(folder: Path, history: list[EpochMetrics], title: str) -> Path | None:
+    """Learning curves of every layer's classifier; None when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    epochs = [h.epoch for h in history]
+    for i in range(len(history[0].test_acc)):
+        ax.plot(epochs, [100 * h.test_acc[i] for h in history], marker="o", label=f"layer {i} test")
+        if history[0].train_acc is not None:
+            ax.plot(epochs, [100 * h.train_acc[i] for h in history], linestyle="--", label=f"layer {i} train")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    path = folder / "learning_curves.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def train(
+    spec: NetworkSpec,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    *,
+    epochs: int,
+    out: str | Path | None = None,
+    resume: bool = False,
+    params: Params | None = None,
+    eval_train: bool = True,
+    checkpoint_every: int = 5000,
+    progress: bool = True,
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
+) -> tuple[Golden, list[EpochMetrics]]:
+    """Learn online for ``epochs`` epochs; ``x_*`` are quantized inputs (see Golden.quantize).
+
+    With ``out``, results and checkpoints are written there; ``resume`` continues from the
+    checkpoint in ``out``.
+    """
+    from tqdm import tqdm
+
+    if epochs < 1:
+        raise LocalsnnError(f"epochs must be at least 1, not {epochs}")
+    folder = Path(out) if out is not None else None
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+    golden = Golden(spec, params)
+    shuffle = LFSR.stream(spec.lfsr.width, spec.lfsr.seed, "shuffle")
+    start_epoch, position, history = 0, 0, []
+    online_correct = [0] * len(spec.layers)
+    run_counters = [dict.fromkeys(COUNTERS, 0) for _ in spec.layers]
+    if resume:
+        if folder is None:
+            raise LocalsnnError("resume needs an output folder")
+        loaded, meta = Checkpoint.load(folder, spec)
+        golden = Golden(spec, loaded)
+        golden.set_stream_states(meta["streams"])
+        golden.counters = meta["golden_counters"]
+        shuffle.state = meta["shuffle_state"]
+        start_epoch, position = meta["epoch"], meta["position"]
+        online_correct = meta["online_correct"]
+        run_counters = meta["counters"]
+        history = [EpochMetrics(**h) for h in meta["history"]]
+    if folder is not None:
+        (folder / "spec.toml").write_text(dumps(spec), encoding="utf-8")
+    n = len(x_train)
+    for epoch in range(start_epoch, epochs):
+        epoch_state = shuffle.state
+        order = epoch_order(shuffle, n)
+        t0 = time.perf_counter()
+        learned = 0
+        bar = tqdm(total=n, initial=position, desc=f"epoch {epoch + 1}/{epochs}", unit="sample", disable=None if progress else True, leave=False)
+        while position < n:
+            i = order[position]
+            rec = golden.run_sample(x_train[i], int(y_train[i]), record=False)
+            for k, layer in enumerate(rec.layers):
+                online_correct[k] += int(layer.decision == y_train[i])
+            for acc, c in zip(run_counters, rec.counters):
+                for key in acc:
+                    acc[key] += int(c[key])
+            position += 1
+            learned += 1
+            bar.update(1)
+            if position % 200 == 0:
+                bar.set_postfix(online_acc=f"{online_correct[-1] / position:.3f}")
+            if folder is not None and position % checkpoint_every == 0 and position < n:
+                Checkpoint.save(folder, golden, epoch=epoch, position=position, shuffle_state=epoch_state, online_correct=online_correct, history=history, counters=run_counters)
+        bar.close()
+        seconds = time.perf_counter() - t0
+        test_acc = accuracy(golden.infer(x_test), y_test)
+        train_acc = accuracy(golden.infer(x_train), y_train) if eval_train else None
+        m = EpochMetrics(
+            epoch=epoch + 1,
+            online_train_acc=[c / n for c in online_correct],
+            train_acc=train_acc,
+            test_acc=test_acc,
+            seconds=seconds,
+            samples_per_s=learned / seconds if seconds > 0 else 0.0,
+            counters=run_counters,
+        )
+        history.append(m)
+        position, online_correct = 0, [0] * len(spec.layers)
+        run_counters = [dict.fromkeys(COUNTERS, 0) for _ in spec.layers]
+        if folder is not None:
+            save_params(golden.params, folder / "weights.npz", spec)
+            _write_metrics(folder, history, len(spec.layers))
+            Checkpoint.save(folder, golden, epoch=epoch + 1, position=0, shuffle_state=shuffle.state, online_correct=online_correct, history=history, counters=run_counters)
+        if on_epoch is not None:
+            on_epoch(m)
+    if folder is not None and history:
+        plot_history(folder, history, spec.name)
+    return golden, history

@@ -1,0 +1,256 @@
+"""The ``localsnn`` command line.
+
+    localsnn demo                                   the default job (digits, golden, ELL)
+    localsnn spec show|check FILE                   read and validate a spec
+    localsnn spec list                              the example specs shipped with localsnn
+    localsnn golden train --config FILE --dataset NAME [--epochs N] [--out DIR] [--resume]
+    localsnn golden eval  --config FILE --dataset NAME --weights FILE
+    localsnn bench golden                           MNIST 784-800-10 throughput on one core
+
+``--config`` takes a TOML file or the name of a shipped spec (``digits``, ``mnist``, ...).
+Errors a user can cause print one message and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from localsnn import spec as specmod
+from localsnn.errors import LocalsnnError
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:5.1f}%"
+
+
+# -- spec ------------------------------------------------------------------------------------
+
+
+def describe_spec(s: specmod.NetworkSpec) -> str:
+    """A readable summary of a spec, with the integer constants it derives."""
+    lines = []
+    sizes = " -> ".join(str(layer.size) for layer in s.layers)
+    lines.append(f"{s.name}: {s.inputs} inputs -> {sizes} -> {s.classes} classes, T = {s.timesteps} steps")
+    enc = s.encoding
+    lines.append(f"  encoding: {enc.kind}, pixels as {enc.format.describe()} ({enc.format.rounding})")
+    lrn = s.learning
+    lines.append(f"  learning: rule {lrn.rule}, eta = 2**-{lrn.lr_shift} (allowed lr_shift {'..'.join(map(str, s.lr_shift_range()))}), accumulate {lrn.accumulate} step(s)")
+    if lrn.rule != "none":
+        sur = lrn.surrogate
+        lines.append(f"            error {lrn.error.describe()} ({lrn.error.rounding}), " + (f"traces {lrn.trace.describe()} ({lrn.trace.rounding}), " if lrn.rule == "fell" else "") + f"update shifts {s.update_shifts()}")
+        head = ", ".join(str(v) for v in sur.table[:8])
+        lines.append(f"            surrogate {sur.kind} (width {sur.width}) as a {sur.size}-entry table in {sur.format.describe()}, step 2**-{sur.step_frac}: {head}, ...")
+    for i, layer in enumerate(s.layers):
+        n = layer.neuron
+        d = n.alpha
+        dec = f"{d.multiplier}/2**{d.frac} = {d.value:.4f}" if d.mode == "multiply" else f"1 - 2**-{d.shift} = {d.value:.4f}"
+        lines.append(
+            f"  layer {i}: {layer.size} {n.model} neurons, tau {n.tau:g} (decay {dec}), theta {n.threshold:g} "
+            f"(= {n.threshold_int} in {n.potential.describe()}), weights {layer.weight.describe()} ({layer.weight.rounding}), "
+            f"accumulator {layer.accumulator} bits, learns: {'yes' if layer.learn else 'no'}"
+        )
+        if n.model == "decolle":
+            lines.append(f"           beta {n.beta.value:.4f}, gamma {n.gamma.value:.4f}, rho {n.rho:g}, traces P Q R {n.trace.describe()}")
+        clf = layer.classifier
+        if clf.kind == "spiking":
+            cn = clf.neuron
+            lines.append(f"           classifier: spiking, {s.classes} lif neurons, tau {cn.tau:g}, theta {cn.threshold:g}, weights {clf.weight.describe()} ({clf.weight.rounding})")
+        else:
+            lines.append(f"           classifier: random readout G {clf.weight.describe()}, feedback H {clf.feedback.describe()}")
+        bits = s.fan_in(i) * layer.size * layer.weight.width + layer.size * s.classes * clf.weight.width
+        lines.append(f"           weight memory: {bits} bits ({bits / 8192:.1f} KiB)")
+    lines.append(f"  lfsr: {s.lfsr.width} bits, master seed {s.lfsr.seed}")
+    return "\n".join(lines)
+
+
+def cmd_spec(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        for name in specmod.builtin_specs():
+            s = specmod.load(name)
+            print(f"{name:16s} {s.name}: {s.inputs}-{'-'.join(str(l.size) for l in s.layers)}-{s.classes}, rule {s.learning.rule}, {s.encoding.kind} input")
+        return 0
+    if args.file is None:
+        raise LocalsnnError(f"'localsnn spec {args.action}' needs a spec FILE (or one of: {', '.join(specmod.builtin_specs())})")
+    s = specmod.load(args.file)
+    if args.action == "check":
+        print(f"ok: {specmod.resolve(args.file)} is a valid spec ({s.name})")
+    else:
+        print(describe_spec(s))
+    return 0
+
+
+# -- golden ------------------------------------------------------------------------------------
+
+
+def _load_data(args, golden_spec):
+    from localsnn import data
+    from localsnn.golden.encode import quantize_pixels
+
+    ds = data.load(args.dataset, args.data_dir)
+    if ds.n_inputs != golden_spec.inputs:
+        raise LocalsnnError(f"dataset {ds.name!r} has {ds.n_inputs} inputs per sample but the spec {golden_spec.name!r} expects {golden_spec.inputs}")
+    if ds.classes != golden_spec.classes:
+        raise LocalsnnError(f"dataset {ds.name!r} has {ds.classes} classes but the spec {golden_spec.name!r} has {golden_spec.classes}")
+    fmt = golden_spec.encoding.format
+    limit = getattr(args, "limit", None)
+    xtr, ytr = ds.x_train, ds.y_train
+    if limit:
+        xtr, ytr = xtr[:limit], ytr[:limit]
+    return ds, quantize_pixels(xtr, ds.max_value, fmt), ytr, quantize_pixels(ds.x_test, ds.max_value, fmt), ds.y_test
+
+
+def _print_epoch(m, layers: int) -> None:
+    test = " ".join(_pct(a) for a in m.test_acc)
+    train = " ".join(_pct(a) for a in m.train_acc) if m.train_acc is not None else "-"
+    online = " ".join(_pct(a) for a in m.online_train_acc)
+    print(f"epoch {m.epoch:3d}  test {test}  train {train}  online {online}  {m.samples_per_s:7.0f} samples/s  {m.seconds:6.1f} s", flush=True)
+
+
+def _epoch_header(layers: int) -> str:
+    which = "layer 0" if layers == 1 else f"layers 0..{layers - 1}; the last is the network's decision"
+    return f"accuracy of each layer's local classifier ({which}): test and train with learning off, online = while learning"
+
+
+def run_training(s, args, out) -> list:
+    from localsnn.golden.params import load_params
+    from localsnn.golden.train import train
+
+    ds, xtr, ytr, xte, yte = _load_data(args, s)
+    params = load_params(args.weights, s) if getattr(args, "weights", None) else None
+    print(f"{s.name}: golden online learning ({s.learning.rule}) on {ds.describe()}")
+    print(_epoch_header(len(s.layers)))
+    _, history = train(
+        s, xtr, ytr, xte, yte,
+        epochs=args.epochs,
+        out=out,
+        resume=getattr(args, "resume", False),
+        params=params,
+        eval_train=not getattr(args, "no_eval_train", False),
+        progress=not args.quiet,
+        on_epoch=lambda m: _print_epoch(m, len(s.layers)),
+    )
+    return history
+
+
+def cmd_golden(args: argparse.Namespace) -> int:
+    s = specmod.load(args.config)
+    if args.action == "train":
+        out = Path(args.out) if args.out else Path("runs") / s.name
+        history = run_training(s, args, out)
+        best = max(h.test_acc[-1] for h in history)
+        print(f"best test accuracy (network decision): {_pct(best).strip()}; weights, metrics and checkpoint in {out}/")
+        return 0
+    # eval
+    from localsnn.golden.model import Golden
+    from localsnn.golden.params import load_params
+    from localsnn.golden.train import accuracy, confusion
+
+    if not args.weights:
+        raise LocalsnnError("'localsnn golden eval' needs --weights FILE (a weights.npz written by 'golden train')")
+    ds, _, _, xte, yte = _load_data(args, s)
+    g = Golden(s, load_params(args.weights, s))
+    t0 = time.perf_counter()
+    counts = g.infer(xte)
+    dt = time.perf_counter() - t0
+    accs = accuracy(counts, yte)
+    print(f"{s.name} on {ds.name} test set ({len(yte)} samples, {len(yte) / dt:.0f} samples/s, learning off)")
+    for i, a in enumerate(accs):
+        print(f"  layer {i}: {_pct(a)}")
+    cm = confusion(counts, yte, s.classes)[-1]
+    print("confusion matrix of the network's decision (rows: true label, columns: decision)")
+    print("     " + " ".join(f"{k:5d}" for k in range(s.classes)))
+    for k, row in enumerate(cm):
+        print(f"{k:4d} " + " ".join(f"{v:5d}" for v in row))
+    return 0
+
+
+# -- demo ---------------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    s = specmod.load(args.config)
+    args.dataset, args.data_dir, args.weights = "digits", None, None
+    t0 = time.perf_counter()
+    history = run_training(s, args, Path(args.out))
+    last = history[-1]
+    print(f"\nafter {last.epoch} epochs of on-chip-style learning from random weights ({time.perf_counter() - t0:.0f} s):")
+    for i, a in enumerate(last.test_acc):
+        print(f"  layer {i} classifier: test accuracy {_pct(a).strip()}")
+    print(f"results (weights.npz, metrics.csv, learning_curves.png) in {args.out}/")
+    return 0
+
+
+# -- bench --------------------------------------------------------------------------------------
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from localsnn.golden.bench import bench_golden
+
+    bench_golden(samples=args.samples, rules=args.rules.split(","), data_dir=args.data_dir, core=args.core)
+    return 0
+
+
+# -- entry point --------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="localsnn", description="Spiking neural networks that learn on chip: spec, golden model, RTL, FPGA.")
+    p.add_argument("--version", action="version", version=f"localsnn {__import__('localsnn').__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sp = sub.add_parser("spec", help="show, check or list network specs")
+    sp.add_argument("action", choices=["show", "check", "list"])
+    sp.add_argument("file", nargs="?", help="a spec TOML file, or the name of a shipped spec")
+    sp.set_defaults(func=cmd_spec)
+
+    gp = sub.add_parser("golden", help="online learning and evaluation in the bit-accurate golden model")
+    gp.add_argument("action", choices=["train", "eval"])
+    gp.add_argument("--config", required=True, help="spec TOML file or shipped spec name")
+    gp.add_argument("--dataset", required=True, choices=["digits", "mnist", "fashion"])
+    gp.add_argument("--data-dir", help="folder holding the dataset files (else the cache, fetched once)")
+    gp.add_argument("--epochs", type=int, default=10)
+    gp.add_argument("--out", help="output folder (default runs/<spec name>)")
+    gp.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    gp.add_argument("--weights", help="start from (train) or evaluate (eval) these weights")
+    gp.add_argument("--limit", type=int, help="use only the first N training samples")
+    gp.add_argument("--no-eval-train", action="store_true", help="skip the train-set evaluation after each epoch")
+    gp.add_argument("--quiet", action="store_true", help="no progress bar")
+    gp.set_defaults(func=cmd_golden)
+
+    dp = sub.add_parser("demo", help="the default job: golden online learning on the 8x8 digits (no GPU, no download)")
+    dp.add_argument("--config", default="digits", help="spec to run (default: the shipped 'digits' spec, ELL)")
+    dp.add_argument("--epochs", type=int, default=10)
+    dp.add_argument("--out", default="localsnn-demo", help="output folder (default ./localsnn-demo)")
+    dp.add_argument("--quiet", action="store_true")
+    dp.set_defaults(func=cmd_demo)
+
+    bp = sub.add_parser("bench", help="benchmarks that print figures")
+    bp.add_argument("target", choices=["golden"])
+    bp.add_argument("--samples", type=int, default=2000, help="online-learning samples per rule")
+    bp.add_argument("--rules", default="ell,fell", help="comma-separated rules to time (ell, fell)")
+    bp.add_argument("--data-dir")
+    bp.add_argument("--core", type=int, default=None, help="CPU core to pin to (default: the first allowed one)")
+    bp.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "epochs", 1) is not None and getattr(args, "epochs", 1) < 1:
+        parser.error(f"--epochs must be at least 1, not {args.epochs}")
+    try:
+        return args.func(args)
+    except LocalsnnError as err:
+        print(f"localsnn: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("localsnn: interrupted" + (" (resume with --resume)" if getattr(args, "command", "") == "golden" else ""), file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
