@@ -554,6 +554,8 @@ class NetworkSpec:
         self._check_surrogate_resolution()
         self._check_accumulators()
         self._check_lr_shift()
+        self._check_trace_fracs()
+        self._check_work_widths()
 
     # -- cross-field checks -------------------------------------------------------------------
 
@@ -586,6 +588,46 @@ class NetworkSpec:
                         "learning.surrogate.step_frac",
                         f"{step} is finer than {where} ({pot.describe()}, {pot.frac} fractional bits); allowed: 0 to {pot.frac}",
                     )
+
+    def _check_trace_fracs(self) -> None:
+        """A trace must hold its input exactly: FELL's eligibility traces add ``x`` (pixels or
+        spikes), DECOLLE's Q adds the raw input."""
+        for i, layer in enumerate(self.layers):
+            raw = self.encoding.format.frac if i == 0 and not self.encoding.binary else 0
+            if layer.neuron.model == "decolle" and layer.neuron.trace.frac < raw:
+                _fail(f"layers[{i}].neuron.trace.frac", f"{layer.neuron.trace.frac} is less than the input's {raw} fractional bits; allowed: {raw} or more")
+            if self.learning.rule == "fell" and self.learning.trace.frac < raw:
+                _fail("learning.trace.frac", f"{self.learning.trace.frac} is less than the {raw} fractional bits of layers[{i}]'s input; allowed: {raw} or more")
+
+    def _check_work_widths(self) -> None:
+        """Every intermediate the golden model forms must fit its 64-bit integers."""
+        lrn = self.learning
+        s_bits = lrn.surrogate.format.width
+        for i, layer in enumerate(self.layers):
+            n = layer.neuron
+            x_max, _ = self.input_format(i)
+            d_bits = n.decay.width + 1
+            checks = [
+                (f"layers[{i}].neuron.potential", "the decay product u * d", n.potential.width + d_bits),
+            ]
+            if n.model == "decolle":
+                checks.append((f"layers[{i}].neuron.trace", "the refractory product rho * R", n.potential.width + n.trace.width + 1))
+                checks.append((f"layers[{i}].neuron.trace", "the trace product (1 - alpha) * (Q - P)", n.trace.width + d_bits + 1))
+            clf = layer.classifier
+            if lrn.rule in ("ell", "fell"):
+                g_bits = clf.weight.width + s_bits + 1 + self.classes.bit_length()
+                checks.append(("learning.surrogate.format", "the hidden error sum_k w^a_ik delta^a_k * sigma'(u_i)", g_bits + s_bits))
+                pre_bits = lrn.trace.width if lrn.rule == "fell" else x_max.bit_length() + 1
+                checks.append(("learning.error", "the weight change delta * pre", lrn.error.width + pre_bits + 1))
+            if lrn.rule == "fell":
+                checks.append(("learning.trace", "the trace product e * c", lrn.trace.width + lrn.trace.frac + 2))
+            if lrn.rule == "decolle":
+                err_bits = clf.feedback.width + layer.size.bit_length() + clf.weight.width + self.classes.bit_length() + 2
+                checks.append((f"layers[{i}].classifier.feedback", "the readout error sum_k H_ik (Y_k - Yhat_k) * sigma'(U_i)", err_bits + s_bits))
+                checks.append(("learning.error", "the weight change delta * P", lrn.error.width + n.trace.width + 2))
+            for where, what, bits in checks:
+                if bits > MAX_WORK_BITS:
+                    _fail(where, f"too wide: {what} needs {bits} bits, more than the {MAX_WORK_BITS} the golden model computes with; use narrower formats")
 
     def input_format(self, layer: int) -> tuple[int, int]:
         """``(largest input value as an integer, its fractional bits)`` of the values that drive
