@@ -140,7 +140,11 @@ _CHUNK = 4096
 
 
 class LFSR:
-    """A ``width``-bit Galois LFSR with a mutable state (see the module docstring)."""
+    """A ``width``-bit Galois LFSR with a mutable state (see the module docstring).
+
+    Small requests are served from a block of precomputed draws; ``state`` is always the last
+    draw handed out (setting it discards the block).
+    """
 
     def __init__(self, width: int, seed: int) -> None:
         if width not in TAPS:
@@ -151,13 +155,23 @@ class LFSR:
         self.width = width
         self.state = seed
 
+    @property
+    def state(self) -> int:
+        return self._state
+
+    @state.setter
+    def state(self, value: int) -> None:
+        self._state = int(value)
+        self._buf = None
+        self._pos = 0
+
     @classmethod
     def stream(cls, width: int, master: int, name: str) -> "LFSR":
         return cls(width, stream_seed(master, name, width))
 
     def draw(self) -> int:
         """Advance ``width`` steps and return the new state."""
-        s = self.state
+        s = self._state
         for _ in range(self.width):
             s = step(s, self.width)
         self.state = s
@@ -165,22 +179,33 @@ class LFSR:
 
     def draws(self, n: int) -> np.ndarray:
         """The next ``n`` draws as a uint64 array (same values as ``n`` calls of :meth:`draw`)."""
-        if n <= _CHUNK:
-            return self._block(n)
-        return np.concatenate([self._block(min(_CHUNK, n - k)) for k in range(0, n, _CHUNK)])
-
-    def _block(self, n: int) -> np.ndarray:
-        out = np.zeros(n, dtype=np.uint64)
-        if n == 0:
+        if n <= 0:
+            return np.zeros(0, dtype=np.uint64)
+        if n <= _CHUNK // 4:
+            if self._buf is None or self._pos + n > len(self._buf):
+                buf = self._fresh(_CHUNK)  # continues from the last draw handed out
+                self._buf, self._pos = buf, 0
+            out = self._buf[self._pos : self._pos + n].copy()
+            self._pos += n
+            self._state = int(out[-1])
             return out
+        parts = []
+        for k in range(0, n, _CHUNK):
+            parts.append(self._fresh(min(_CHUNK, n - k)))
+            self._state = int(parts[-1][-1])
+        self.state = self._state  # discards the block
+        return np.concatenate(parts)
+
+    def _fresh(self, n: int) -> np.ndarray:
+        """``n`` draws following ``self._state``, without changing anything."""
+        out = np.zeros(n, dtype=np.uint64)
         table = _draw_table(self.width, n)
-        s, b = self.state, 0
+        s, b = self._state, 0
         while s:
             if s & 1:
                 out ^= table[b]
             s >>= 1
             b += 1
-        self.state = int(out[-1])
         return out
 
     def copy(self) -> "LFSR":

@@ -233,9 +233,10 @@ class Golden:
         self.spec = spec
         self.params = params if params is not None else init_params(spec)
         check_params(spec, self.params)
-        for lp in self.params.layers:
+        for ls, lp in zip(spec.layers, self.params.layers):  # int32 storage where the format fits it
+            fmts = {"w": ls.weight, "bias": ls.weight, "clf_w": ls.classifier.weight, "feedback": ls.classifier.feedback}
             for name, arr in lp.arrays().items():
-                setattr(lp, name, arr.astype(np.int64 if arr.dtype.itemsize > 4 else np.int32, copy=False))
+                setattr(lp, name, arr.astype(np.int32 if fmts[name].width <= 31 else np.int64, copy=False))
         self.layers = [_Layer(spec, i) for i in range(len(spec.layers))]
         self.counters = new_counters(len(self.layers))
         self.seed()
@@ -649,7 +650,7 @@ class _Traces:
             self.rows = np.concatenate([self.rows, fresh])
             self.e = np.concatenate([self.e, np.zeros((len(fresh), self.e.shape[1]), dtype=self.e.dtype)])
         dt = np.int32 if fmt.width + fmt.frac + 2 <= 31 else np.int64
-        e = self.e.astype(dt)  # a fresh array, worked on in place
+        e = self.e.astype(dt, copy=False)  # worked on in place
         e *= factor.astype(dt)[None, :]
         shift_round_inplace(e, fmt.frac, fmt.rounding)
         if len(new_rows) == len(self.rows) and np.array_equal(new_rows, self.rows):
