@@ -54,8 +54,10 @@ def stream_seed(master: int, name: str, width: int) -> int:
 # -- GF(2) matrices as tuples of column words ---------------------------------------------------
 
 
-def _apply(cols: tuple[int, ...], state: int) -> int:
-    out = 0
+def _apply(cols, state: int, zero=0):
+    """``M @ state`` over GF(2): the XOR of the columns ``cols[b]`` for every set bit ``b`` of
+    ``state``. The columns may be ints or arrays (one value per draw); ``zero`` is the empty XOR."""
+    out = zero
     b = 0
     while state:
         if state & 1:
@@ -198,15 +200,7 @@ class LFSR:
 
     def _fresh(self, n: int) -> np.ndarray:
         """``n`` draws following ``self._state``, without changing anything."""
-        out = np.zeros(n, dtype=np.uint64)
-        table = _draw_table(self.width, n)
-        s, b = self._state, 0
-        while s:
-            if s & 1:
-                out ^= table[b]
-            s >>= 1
-            b += 1
-        return out
+        return _apply(_draw_table(self.width, n), self._state, np.zeros(n, dtype=np.uint64))
 
     def copy(self) -> "LFSR":
         return LFSR(self.width, self.state)

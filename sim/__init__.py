@@ -1,0 +1,1 @@
+"""localsnn.sim: cocotb + Verilator co-simulation of the RTL against the golden model (planned)."""

@@ -1,0 +1,1 @@
+"""localsnn.synth: FPGA board builds with the YoWASP toolchain (planned)."""

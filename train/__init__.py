@@ -1,0 +1,1 @@
+"""localsnn.train: Float PyTorch model of the spec's networks and rules (planned)."""
