@@ -1,0 +1,76 @@
+"""Pieces shared by the layer engines: the debug (register-bus) port, lane-addressed memories,
+event lists."""
+
+from __future__ import annotations
+
+from amaranth import Module, Signal, Value, signed, unsigned
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from localsnn.rtl.fixed import fmt_shape
+
+#: width of the element index inside one memory region of the register bus
+INDEX_BITS = 22
+#: width of the region number (regions 0..15 are the control registers' and the top's)
+REGION_BITS = 8
+
+
+def dbg_signature() -> wiring.Signature:
+    """A memory-access port as seen by the bus master (the top): one element at a time."""
+    return wiring.Signature({
+        "region": Out(REGION_BITS),
+        "index": Out(INDEX_BITS),
+        "w_data": Out(32),
+        "w_en": Out(1),
+        "r_en": Out(1),
+        "r_data": In(32),
+        "ack": In(1),
+    })
+
+
+def log2_exact(n: int) -> int:
+    k = n.bit_length() - 1
+    if 1 << k != n:
+        raise ValueError(f"{n} is not a power of two")
+    return k
+
+
+class LaneMemory:
+    """A memory of ``depth`` words of ``lanes`` elements, with one read and one write port
+    (write enable per lane), shared between the engine and the debug bus.
+
+    ``region``: the bus region number, or None for a memory the bus cannot reach. An element's
+    bus index is ``word * lanes + lane``; for 2-D arrays stored row by row with ``words_per_row``
+    words, that is ``row * words_per_row * lanes + column``.
+    """
+
+    def __init__(self, m: Module, name: str, elem_shape, lanes: int, depth: int, *, init=None, region: int | None = None, fields: dict | None = None, writable: bool = True) -> None:
+        self.name = name
+        self.lanes = lanes
+        self.depth = max(depth, 1)
+        self.elem = elem_shape
+        self.region = region
+        self.fields = fields  # {region: field name} for struct elements shown as several regions
+        shape = data.ArrayLayout(elem_shape, lanes)
+        rows = None
+        if init is not None:
+            rows = [list(r) for r in init]
+        self.mem = memory.Memory(shape=shape, depth=self.depth, init=rows or [])
+        m.submodules[name] = self.mem
+        self.wr = self.mem.write_port(granularity=1) if writable else None
+        # no read-during-write bypass: no phase reads a word in the cycle it is written
+        self.rd = self.mem.read_port()
+
+
+def elem_value(elem, field: str | None) -> Value:
+    """The integer of one element (or one field of a struct element), for the bus."""
+    v = elem[field] if field is not None else elem
+    return Value.cast(v)
+
+
+def sext32(v) -> Value:
+    v = Value.cast(v)
+    return v.as_signed() if v.shape().signed else v
+
+
+__all__ = ["INDEX_BITS", "REGION_BITS", "LaneMemory", "dbg_signature", "elem_value", "fmt_shape", "log2_exact", "sext32", "signed", "unsigned", "Signal"]

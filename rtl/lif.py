@@ -1,0 +1,703 @@
+"""A hidden layer of LIF neurons with its spiking local classifier and its on-chip learning
+(ELL or FELL): the hardware of golden's ``Golden._lif_step``.
+
+Neurons are time-multiplexed over ``lanes`` datapaths: a memory word holds ``lanes``
+neighbouring neurons (their potentials, or the weights of one input to them), so every phase
+walks words, one per clock. Input is a list of events (index, value) built by the stage before;
+work per step follows the number of events, not the layer size.
+
+One time step is a sequence of phases, each a pipelined loop (``rtl/loop.py``):
+
+=========== ======================================== ==================================
+phase        loop                                     golden
+=========== ======================================== ==================================
+FWD          word w, input event e                    I = sum w x; u, o = integrate(...)
+COMPACT      state words                               spike list of the layer
+CFWD         classifier word, spike                    classifier neurons; delta^a
+LIVE, CLIVE  events / spikes (FELL)                    rows whose trace is nonzero
+CDRAW        classes                                   one round:<l>.clf draw per class
+BACKPROP     neuron i, classifier word                 delta_i = fit_E(R(lut(u_i) sum_k w^a_ik delta^a_k))
+CUPD         spike, classifier word (ELL)              w^a += R(-delta^a)
+HUPD         event, word (ELL)                         w += R(-delta x)
+CFTRACE      live spike row, classifier word (FELL)    e^a = R(e^a c) + o ; w^a += R(-delta^a e^a)
+FTRACE       live input row, word (FELL)               e = R(e c) + x ; w += R(-delta e)
+=========== ======================================== ==================================
+
+When the classifier made no error at this step (every delta^a is 0), golden changes no weight
+but still consumes its random draws: the LFSRs jump over them in one clock.
+"""
+
+from __future__ import annotations
+
+from amaranth import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from localsnn.golden.model import _Layer
+from localsnn.golden.params import LayerParams
+from localsnn.rtl.common import INDEX_BITS, LaneMemory, dbg_signature, log2_exact
+from localsnn.rtl.fixed import fit, fmt_shape, narrow, shift_round
+from localsnn.rtl.lfsr import LFSR
+from localsnn.rtl.loop import Loop
+from localsnn.rtl.neuron import integrate, leak, surrogate
+from localsnn.spec import NetworkSpec
+
+
+def _sg(neurons, u) -> Value:
+    return surrogate(u, neurons.theta, neurons.lut, neurons.lut_shift)
+
+
+def _rows(arr, lanes: int, words_per_row: int):
+    """Initial contents of a lane memory from a 2-D array (rows x columns), zero-padded."""
+    out = []
+    for row in arr:
+        for w in range(words_per_row):
+            lane = [int(row[w * lanes + k]) if w * lanes + k < len(row) else 0 for k in range(lanes)]
+            out.append(lane)
+    return out
+
+
+class LIFLayer(wiring.Component):
+    """One LIF hidden layer and its spiking classifier (see the module docstring).
+
+    ``ev`` reads the input event list (``ev_count`` entries): ``{index, value}`` for pixels or
+    just the index for spikes (value 1). ``spk`` gives the next stage this layer's spike list
+    (``spk_count`` entries) while the layer is not busy. ``start`` runs one time step ``t``;
+    ``finish`` runs the end-of-sample cleanup; ``done`` pulses when either is over.
+    """
+
+    def __init__(self, spec: NetworkSpec, index: int, lanes: int, params: LayerParams, regions: dict[str, int], ev_shape, ev_depth: int, lfsr_seeds: tuple[int, int]) -> None:
+        self.g = G = _Layer(spec, index)
+        if G.model != "lif":
+            raise ValueError("LIFLayer needs a layer of 'lif' neurons")
+        self.spec = spec
+        self.index = index
+        self.lanes = L = lanes
+        self.log2l = log2_exact(lanes)
+        self.N, self.C, self.fan_in = G.size, G.classes, G.fan_in
+        self.wpr = -(-self.N // L)  # words per row of w (and of the neuron state)
+        self.cpr = -(-self.C // L)  # words per row of the classifier weights
+        self.params = params
+        self.regions = regions
+        self.binary = G.raw_frac == 0 and G.x_max == 1
+        self.rule = spec.learning.rule if spec.layers[index].learn else "none"
+        self.lfsr_seeds = lfsr_seeds
+        self.lr_base = {"hid": (G.shift - spec.learning.lr_shift) if G.shift is not None else 0,
+                        "clf": (G.clf_shift - spec.learning.lr_shift) if G.clf_shift is not None else 0}
+        T = spec.timesteps
+        self.idx_bits = max((self.N - 1).bit_length(), 1)
+        # the stochastic-rounding streams round:<l> and round:<l>.clf (the top reads and seeds them)
+        self.lfsrs = (LFSR(spec.lfsr.width, lfsr_seeds[0], steps=(1, self.N)), LFSR(spec.lfsr.width, lfsr_seeds[1], steps=(1, self.C))) if self.rule in ("ell", "fell") else None
+        super().__init__({
+            "start": In(1),
+            "finish": In(1),
+            "done": Out(1),
+            "busy": Out(1),
+            "t": In(range(T + 1)),
+            "label": In(range(self.C + 1)),
+            "label_valid": In(1),
+            "learn": In(1),
+            "lr_shift": In(range(64)),
+            "ev": In(memory.ReadPort.Signature(addr_width=max((ev_depth - 1).bit_length(), 1), shape=ev_shape)),
+            "ev_count": In(range(ev_depth + 1)),
+            "spk": Out(memory.ReadPort.Signature(addr_width=max((self.N - 1).bit_length(), 1), shape=unsigned(self.idx_bits))),
+            "spk_count": Out(range(self.N + 1)),
+            "clf_spikes": Out(self.C),
+            "counts": Out(data.ArrayLayout(unsigned((T + 1).bit_length()), self.C)),
+            "dbg": In(dbg_signature()),
+            "phase_cycles": Out(data.ArrayLayout(unsigned(32), len(self.PHASES))),
+        })
+
+    PHASES = ("FWD", "COMPACT", "CFWD", "LIVE", "CLIVE", "CDRAW", "BACKPROP", "CUPD", "HUPD", "CFTRACE", "FTRACE")
+
+    def _factor(self, neurons, u_old) -> Value:
+        """FELL's ``c = du[t]/du[t-1] = D(1 - theta lut(u[t-1]))`` in the trace format's
+        fractional bits (golden ``_fell_factor``)."""
+        G = self.g
+        f_u = neurons.potential.frac
+        one_minus = (1 << (f_u + G.f_s)) - neurons.theta * _sg(neurons, u_old)
+        return shift_round(leak(one_minus, neurons.decay, G.tfmt.rounding), f_u + G.f_s - G.tfmt.frac, G.tfmt.rounding)
+
+    def _factor_bits(self) -> int:
+        G = self.g
+        worst = 1
+        for n in (G.neurons, G.clf_neurons):
+            theta = n.theta / (1 << n.potential.frac)
+            worst = max(worst, abs(1 - theta * max(n.lut) / (1 << G.f_s)) + 1)
+        return G.tfmt.frac + int(worst).bit_length() + 2
+
+    # -- memory map ----------------------------------------------------------------------------
+
+    def memory_map(self) -> list[dict]:
+        """The regions of this layer on the register bus (see ``rtl/top.py``)."""
+        L, N, C = self.lanes, self.N, self.C
+        out = [
+            {"name": f"layer{self.index}.w", "region": self.regions["w"], "shape": [self.fan_in, N], "row_stride": self.wpr * L, "format": self.g.wfmt.describe(), "writable": True},
+            {"name": f"layer{self.index}.u", "region": self.regions["u"], "shape": [N], "format": self.g.neurons.potential.describe(), "writable": True},
+            {"name": f"layer{self.index}.o", "region": self.regions["o"], "shape": [N], "format": "u1.0", "writable": True},
+            {"name": f"layer{self.index}.clf_w", "region": self.regions["cw"], "shape": [N, C], "row_stride": self.cpr * L, "format": self.g.cfmt.describe(), "writable": True},
+            {"name": f"layer{self.index}.clf_u", "region": self.regions["cu"], "shape": [C], "format": self.g.clf_neurons.potential.describe(), "writable": True},
+            {"name": f"layer{self.index}.clf_o", "region": self.regions["co"], "shape": [C], "format": "u1.0", "writable": True},
+        ]
+        if self.rule == "fell":
+            out += [
+                {"name": f"layer{self.index}.e", "region": self.regions["e"], "shape": [self.fan_in, N], "row_stride": self.wpr * L, "format": self.g.tfmt.describe(), "writable": True},
+                {"name": f"layer{self.index}.clf_e", "region": self.regions["ce"], "shape": [N, C], "row_stride": self.cpr * L, "format": self.g.tfmt.describe(), "writable": True},
+            ]
+        return out
+
+    # -- elaboration ---------------------------------------------------------------------------
+
+    def elaborate(self, platform):
+        m = Module()
+        G, L, N, C = self.g, self.lanes, self.N, self.C
+        WPR, CPR = self.wpr, self.cpr
+        nrn, cn = G.neurons, G.clf_neurons
+        fell = self.rule == "fell"
+        learns = self.rule in ("ell", "fell")
+        lane_of = lambda v: v[: self.log2l] if self.log2l else Const(0, 1)  # noqa: E731
+        word_of = lambda v: v >> self.log2l  # noqa: E731
+
+        # ---- memories ------------------------------------------------------------------------
+        wmem = LaneMemory(m, "w", fmt_shape(G.wfmt), L, self.fan_in * WPR, init=_rows(self.params.w, L, WPR))
+        umem = LaneMemory(m, "u", fmt_shape(nrn.potential), L, WPR)
+        omem = LaneMemory(m, "o", unsigned(1), L, WPR)
+        cwmem = LaneMemory(m, "cw", fmt_shape(G.cfmt), L, N * CPR, init=_rows(self.params.clf_w, L, CPR))
+        cumem = LaneMemory(m, "cu", fmt_shape(cn.potential), L, CPR)
+        comem = LaneMemory(m, "co", unsigned(1), L, CPR)
+        spk = LaneMemory(m, "spikes", unsigned(self.idx_bits), 1, N)
+        mems = {"w": wmem, "u": umem, "o": omem, "cw": cwmem, "cu": cumem, "co": comem}
+        fields = {}
+        if learns:
+            lrn = self.spec.learning
+            wl = self.spec.layers[self.index]
+            rbits = self.spec.lfsr.width if (wl.weight.rounding == "stochastic" or wl.classifier.weight.rounding == "stochastic") else 1
+            dl_layout = data.StructLayout({"d": fmt_shape(G.efmt), "r": unsigned(rbits)})
+            dlmem = LaneMemory(m, "delta", dl_layout, L, WPR)
+            m.submodules.lfsr_h = lfsr_h = self.lfsrs[0]
+            m.submodules.lfsr_c = lfsr_c = self.lfsrs[1]
+        if fell:
+            T_ = G.tfmt
+            tmax = self.spec.timesteps
+            emem = LaneMemory(m, "e", fmt_shape(T_), L, self.fan_in * WPR)
+            cemem = LaneMemory(m, "ce", fmt_shape(T_), L, N * CPR)
+            fac_shape = signed(self._factor_bits())
+            facmem = LaneMemory(m, "fac", fac_shape, L, WPR)
+            cfacmem = LaneMemory(m, "cfac", fac_shape, L, CPR)
+            xbits = max(G.x_max.bit_length(), 1)
+            cur_layout = data.StructLayout({"first": unsigned((tmax + 1).bit_length()), "last": unsigned((tmax + 1).bit_length()), "x": unsigned(xbits)})
+            ccur_layout = data.StructLayout({"first": unsigned((tmax + 1).bit_length()), "last": unsigned((tmax + 1).bit_length())})
+            cur = LaneMemory(m, "cur", cur_layout, 1, self.fan_in)
+            ccur = LaneMemory(m, "ccur", ccur_layout, 1, N)
+            live = LaneMemory(m, "live", unsigned(max((self.fan_in - 1).bit_length(), 1)), 1, self.fan_in)
+            clive = LaneMemory(m, "clive", unsigned(self.idx_bits), 1, N)
+            n_live = Signal(range(self.fan_in + 1))
+            n_clive = Signal(range(N + 1))
+            mems.update({"e": emem, "ce": cemem})
+
+        # ---- per-class registers ---------------------------------------------------------------
+        sbits = self.spec.learning.surrogate.format.width + 2
+        da = [Signal(signed(sbits), name=f"da{c}") for c in range(C)]  # delta^a_k, frac f_s
+        crand = [Signal(self.spec.lfsr.width, name=f"cr{c}") for c in range(C)]
+        cdw = [Signal(signed(G.cfmt.width + 1), name=f"cdw{c}") for c in range(C)]  # ELL: R(-delta^a)
+        err_any = Signal()
+        spikes_now = Signal(C)
+
+        def per_class(word: Value, regs, pad=0):
+            """Lane k of classifier word ``word``: an Array over words for each lane."""
+            return [Array([regs[w * L + k] if w * L + k < C else Const(pad) for w in range(CPR)])[word] for k in range(L)]
+
+        # ---- the pipeline loops -----------------------------------------------------------------
+        ev_count = self.ev_count
+        spk_count = Signal(range(N + 1))
+        m.d.comb += self.spk_count.eq(spk_count)
+        loops = {}
+
+        def loop(name, outer, inner, omax, imax, at_least_one=False):
+            lp = Loop(m, name, outer, inner, outer_max=omax, inner_max=imax, inner_at_least_one=at_least_one)
+            loops[name] = lp
+            return lp
+
+        fwd = loop("fwd", WPR, ev_count, WPR, self.fan_in, True)
+        cfwd = loop("cfwd", CPR, spk_count, CPR, N, True)
+        if learns:
+            back = loop("back", N, CPR, N, CPR)
+            cupd = loop("cupd", spk_count, CPR, N, CPR)
+            hupd = loop("hupd", ev_count, WPR, self.fan_in, WPR)
+        if fell:
+            lv = loop("live", ev_count, 1, self.fan_in, 1)
+            clv = loop("clive", spk_count, 1, N, 1)
+            ftr = loop("ftrace", n_live, WPR, self.fan_in, WPR)
+            cftr = loop("cftrace", n_clive, CPR, N, CPR)
+            clr = loop("clear", n_live, 1, self.fan_in, 1)
+            cclr = loop("cclear", n_clive, 1, N, 1)
+
+        ev_j = self.ev.data["index"] if not self.binary else self.ev.data
+        ev_x = self.ev.data["value"] if not self.binary else Const(1, 1)
+        m.d.comb += self.ev.en.eq(1)
+        for mem in (wmem, umem, omem, cwmem, cumem, comem, spk) + ((dlmem,) if learns else ()) + ((emem, cemem, facmem, cfacmem, cur, ccur, live, clive) if fell else ()):
+            m.d.comb += mem.rd.en.eq(1)
+
+        t1 = self.t + 1  # the stamp of this step (0 means never)
+        first_step = self.t == 0
+
+        # ---- COMPACT state (declared here, built after the FSM) ----------------------------------
+        in_compact = Signal()
+        compact_done = Signal()
+        spk_rd_addr = Signal(max((N - 1).bit_length(), 1))
+
+        # ---- control FSM ------------------------------------------------------------------------
+        phase_cnt = [Signal(32, name=f"pc_{p}") for p in self.PHASES]
+        for k, sig in enumerate(phase_cnt):
+            m.d.comb += self.phase_cycles[k].eq(sig)
+        lr = self.lr_shift
+        hid_shift = (lr + self.lr_base["hid"])[:6]  # >= 0 for every allowed lr_shift (the top clamps it)
+        clf_shift = (lr + self.lr_base["clf"])[:6]
+        stoch_h = self.spec.layers[self.index].weight.rounding == "stochastic"
+        stoch_c = self.spec.layers[self.index].classifier.weight.rounding == "stochastic"
+
+        with m.FSM(name="ctl") as fsm:
+            with m.State("IDLE"):
+                self._debug_port(m, mems, fields)
+                with m.If(self.start):
+                    m.d.comb += fwd.start.eq(1)
+                    for sig in phase_cnt:
+                        m.d.sync += sig.eq(0)
+                    m.d.sync += [err_any.eq(0), spikes_now.eq(0)]
+                    with m.If(first_step):
+                        m.d.sync += self.counts.eq(0)
+                    if fell:
+                        with m.If(first_step):
+                            m.d.sync += [n_live.eq(0), n_clive.eq(0)]
+                    m.next = "FWD"
+                with m.If(self.finish):
+                    if fell:
+                        m.d.comb += clr.start.eq(1)
+                        m.next = "CLEAR"
+                    else:
+                        m.d.comb += self.done.eq(1)
+            with m.State("FWD"):
+                m.d.sync += phase_cnt[0].eq(phase_cnt[0] + 1)
+                with m.If(fwd.done):
+                    m.next = "COMPACT"
+            with m.State("COMPACT"):  # the pipeline is built below
+                m.d.sync += phase_cnt[1].eq(phase_cnt[1] + 1)
+                m.d.comb += in_compact.eq(1)
+                with m.If(compact_done):
+                    m.next = "CFWD0"
+            with m.State("CFWD0"):  # spk_count is final now
+                m.d.sync += phase_cnt[1].eq(phase_cnt[1] + 1)
+                m.d.comb += cfwd.start.eq(1)
+                m.next = "CFWD"
+            with m.State("CFWD"):
+                m.d.sync += phase_cnt[2].eq(phase_cnt[2] + 1)
+                with m.If(cfwd.done):
+                    if not learns:
+                        m.d.comb += self.done.eq(1)
+                        m.next = "IDLE"
+                    else:
+                        with m.If(~self.learn | ~self.label_valid):
+                            m.d.comb += self.done.eq(1)
+                            m.next = "IDLE"
+                        with m.Else():
+                            if fell:
+                                m.d.comb += lv.start.eq(1)
+                                m.next = "LIVE"
+                            else:
+                                m.next = "CDRAW"
+            if fell:
+                with m.State("LIVE"):
+                    m.d.sync += phase_cnt[3].eq(phase_cnt[3] + 1)
+                    with m.If(lv.done):
+                        m.d.comb += clv.start.eq(1)
+                        m.next = "CLIVE"
+                with m.State("CLIVE"):
+                    m.d.sync += phase_cnt[4].eq(phase_cnt[4] + 1)
+                    with m.If(clv.done):
+                        m.next = "CDRAW"
+            if learns:
+                cdraw_k = Signal(range(C + 1))
+                with m.State("CDRAW"):
+                    m.d.sync += phase_cnt[5].eq(phase_cnt[5] + 1)
+                    with m.If(~err_any):
+                        # no error: golden draws and discards N + C words; jump over them
+                        m.d.comb += [lfsr_h.advance.eq(stoch_h), lfsr_h.advance_by.eq(N), lfsr_c.advance.eq(stoch_c), lfsr_c.advance_by.eq(C)]
+                        if fell:
+                            m.d.comb += cftr.start.eq(1)
+                            m.next = "CFTRACE"
+                        else:
+                            m.d.comb += self.done.eq(1)
+                            m.next = "IDLE"
+                    with m.Else():
+                        # one draw per class, in class order
+                        r = lfsr_c.draw(1)
+                        m.d.comb += [lfsr_c.advance.eq(stoch_c), lfsr_c.advance_by.eq(1)]
+                        with m.Switch(cdraw_k):
+                            for c in range(C):
+                                with m.Case(c):
+                                    m.d.sync += crand[c].eq(r)
+                                    # ELL: the classifier change is the same for every spiking row
+                                    m.d.sync += cdw[c].eq(shift_round(-da[c], clf_shift, G.cfmt.rounding, r))
+                        m.d.sync += cdraw_k.eq(cdraw_k + 1)
+                        with m.If(cdraw_k == C - 1):
+                            m.d.sync += cdraw_k.eq(0)
+                            m.d.comb += back.start.eq(1)
+                            m.next = "BACKPROP"
+                with m.State("BACKPROP"):
+                    m.d.sync += phase_cnt[6].eq(phase_cnt[6] + 1)
+                    with m.If(back.done):
+                        if fell:
+                            m.d.comb += cftr.start.eq(1)
+                            m.next = "CFTRACE"
+                        else:
+                            m.d.comb += cupd.start.eq(1)
+                            m.next = "CUPD"
+                if not fell:
+                    with m.State("CUPD"):
+                        m.d.sync += phase_cnt[7].eq(phase_cnt[7] + 1)
+                        with m.If(cupd.done):
+                            m.d.comb += hupd.start.eq(1)
+                            m.next = "HUPD"
+                    with m.State("HUPD"):
+                        m.d.sync += phase_cnt[8].eq(phase_cnt[8] + 1)
+                        with m.If(hupd.done):
+                            m.d.comb += self.done.eq(1)
+                            m.next = "IDLE"
+            if fell:
+                with m.State("CFTRACE"):
+                    m.d.sync += phase_cnt[9].eq(phase_cnt[9] + 1)
+                    with m.If(cftr.done):
+                        m.d.comb += ftr.start.eq(1)
+                        m.next = "FTRACE"
+                with m.State("FTRACE"):
+                    m.d.sync += phase_cnt[10].eq(phase_cnt[10] + 1)
+                    with m.If(ftr.done):
+                        m.d.comb += self.done.eq(1)
+                        m.next = "IDLE"
+                with m.State("CLEAR"):
+                    with m.If(clr.done):
+                        m.d.comb += cclr.start.eq(1)
+                        m.next = "CCLEAR"
+                with m.State("CCLEAR"):
+                    with m.If(cclr.done):
+                        m.d.sync += [n_live.eq(0), n_clive.eq(0)]
+                        m.d.comb += self.done.eq(1)
+                        m.next = "IDLE"
+
+        # ---- FWD: I = R_U(sum_j w_ji x_j); u, o = integrate(u, o, I) ----------------------------
+        x1 = Signal.like(ev_x) if not self.binary else None
+        j1 = Signal(len(Value.cast(ev_j)))
+        s0, s1, s2 = fwd.s
+        acc = [Signal(signed(self.spec.layers[self.index].accumulator), name=f"acc{k}") for k in range(L)]
+        with m.If(s0.valid):
+            m.d.comb += self.ev.addr.eq(s0.inner)
+        with m.If(s1.valid):
+            m.d.comb += [wmem.rd.addr.eq(ev_j * WPR + s1.outer), umem.rd.addr.eq(s1.outer), omem.rd.addr.eq(s1.outer)]
+            if fell:
+                m.d.comb += facmem.rd.addr.eq(s1.outer)
+        m.d.sync += j1.eq(ev_j)
+        if x1 is not None:
+            m.d.sync += x1.eq(ev_x)
+        xv = x1 if x1 is not None else Const(1, 1)
+        with m.If(s2.valid):
+            new_u, new_o = [], []
+            for k in range(L):
+                w_k = wmem.rd.data[k]
+                prod = Mux(s2.empty, 0, w_k * xv if x1 is not None else w_k)
+                total = Mux(s2.first, 0, acc[k]) + prod
+                m.d.sync += acc[k].eq(total)
+                u_old = Mux(first_step, 0, umem.rd.data[k])
+                o_old = Mux(first_step, 0, omem.rd.data[k])
+                cur = shift_round(total, G.cur_shift, nrn.potential.rounding)
+                u_new, o_new, _ = integrate(nrn, u_old, o_old, cur)
+                pad = (s2.outer * L + k) >= N
+                new_u.append(Mux(pad, 0, u_new))
+                new_o.append(Mux(pad, 0, o_new))
+                if fell:
+                    m.d.comb += facmem.wr.data[k].eq(self._factor(nrn, u_old))
+            with m.If(s2.last):
+                m.d.comb += [umem.wr.addr.eq(s2.outer), umem.wr.en.eq(Const(-1, L)), omem.wr.addr.eq(s2.outer), omem.wr.en.eq(Const(-1, L))]
+                for k in range(L):
+                    m.d.comb += [umem.wr.data[k].eq(new_u[k]), omem.wr.data[k].eq(new_o[k])]
+                if fell:
+                    m.d.comb += [facmem.wr.addr.eq(s2.outer), facmem.wr.en.eq(Const(-1, L))]
+
+        # ---- COMPACT: the spike list, one spike per clock, words read ahead ---------------------
+        # A word's spike bits are used in the clock they arrive; the next word is read as soon as
+        # the current one will be empty after this clock's spike.
+        cw_next = Signal(range(WPR + 1))
+        pending = Signal()
+        pend_word = Signal(range(WPR + 1))
+        mask = Signal(L)
+        mword = Signal(range(WPR + 1))
+        cur_mask = Signal(L)
+        cur_word = Signal(range(WPR + 1))
+        m.d.comb += [
+            cur_mask.eq(Mux(pending, Cat(*[omem.rd.data[k] for k in range(L)]), mask)),
+            cur_word.eq(Mux(pending, pend_word, mword)),
+        ]
+        low = Signal(range(L))
+        for k in reversed(range(L)):
+            with m.If(cur_mask[k]):
+                m.d.comb += low.eq(k)
+        fire = cur_mask != 0
+        mask_after = Signal(L)
+        m.d.comb += mask_after.eq(cur_mask & ~(Const(1, L) << low))
+        issue = Signal()
+        m.d.comb += issue.eq(in_compact & (mask_after == 0) & (cw_next < WPR))
+        m.d.comb += compact_done.eq((cw_next == WPR) & (mask_after == 0))
+        with m.If(fwd.done):
+            m.d.sync += [cw_next.eq(0), pending.eq(0), mask.eq(0), spk_count.eq(0)]
+        with m.If(in_compact):
+            with m.If(issue):
+                m.d.comb += omem.rd.addr.eq(cw_next)
+                m.d.sync += [cw_next.eq(cw_next + 1), pend_word.eq(cw_next)]
+            m.d.sync += [pending.eq(issue), mask.eq(mask_after), mword.eq(cur_word)]
+            with m.If(fire):
+                m.d.comb += [spk.wr.addr.eq(spk_count), spk.wr.data[0].eq(cur_word * L + low), spk.wr.en.eq(1)]
+                m.d.sync += spk_count.eq(spk_count + 1)
+
+        # ---- CFWD: the classifier, and delta^a_k = (o^a_k - y_k) lut(u^a_k) --------------------
+        s0, s1, s2 = cfwd.s
+        cacc = [Signal(signed(self.spec.layers[self.index].classifier.accumulator), name=f"cacc{k}") for k in range(L)]
+        with m.If(s0.valid):
+            m.d.comb += spk_rd_addr.eq(s0.inner)
+        i1 = Signal(self.idx_bits)
+        m.d.sync += i1.eq(spk.rd.data[0])
+        with m.If(s1.valid):
+            m.d.comb += [cwmem.rd.addr.eq(spk.rd.data[0] * CPR + s1.outer), cumem.rd.addr.eq(s1.outer), comem.rd.addr.eq(s1.outer)]
+            if fell:
+                m.d.comb += cfacmem.rd.addr.eq(s1.outer)
+        with m.If(s2.valid):
+            outs = []
+            for k in range(L):
+                prod = Mux(s2.empty, 0, cwmem.rd.data[k])
+                total = Mux(s2.first, 0, cacc[k]) + prod
+                m.d.sync += cacc[k].eq(total)
+                u_old = Mux(first_step, 0, cumem.rd.data[k])
+                o_old = Mux(first_step, 0, comem.rd.data[k])
+                cur = shift_round(total, G.clf_cur_shift, cn.potential.rounding)
+                u_new, o_new, _ = integrate(cn, u_old, o_old, cur)
+                outs.append((u_new, o_new))
+                if fell:
+                    m.d.comb += cfacmem.wr.data[k].eq(self._factor(cn, u_old))
+            with m.If(s2.last):
+                m.d.comb += [cumem.wr.addr.eq(s2.outer), cumem.wr.en.eq(Const(-1, L)), comem.wr.addr.eq(s2.outer), comem.wr.en.eq(Const(-1, L))]
+                if fell:
+                    m.d.comb += [cfacmem.wr.addr.eq(s2.outer), cfacmem.wr.en.eq(Const(-1, L))]
+                with m.Switch(s2.outer):
+                    for w in range(CPR):
+                        with m.Case(w):
+                            for k in range(L):
+                                c = w * L + k
+                                u_new, o_new = outs[k]
+                                if c >= C:
+                                    m.d.comb += [cumem.wr.data[k].eq(0), comem.wr.data[k].eq(0)]
+                                    continue
+                                m.d.comb += [cumem.wr.data[k].eq(u_new), comem.wr.data[k].eq(o_new)]
+                                m.d.sync += [spikes_now[c].eq(o_new), self.counts[c].eq(self.counts[c] + o_new)]
+                                y = self.label == c
+                                d = (o_new - y) * _sg(cn, u_new)
+                                m.d.sync += da[c].eq(d)
+                                with m.If(d != 0):
+                                    m.d.sync += err_any.eq(1)
+        m.d.comb += self.clf_spikes.eq(spikes_now)
+
+        # ---- LIVE / CLIVE (FELL): rows whose traces can be nonzero ------------------------------
+        if fell:
+            for lp_, src_rd_addr, src_j, curm, lst, n_l, has_x in (
+                (lv, None, ev_j, cur, live, n_live, True),
+                (clv, spk_rd_addr, spk.rd.data[0], ccur, clive, n_clive, False),
+            ):
+                s0, s1, s2 = lp_.s
+                jreg = Signal(len(Value.cast(src_j)), name=f"{lp_.s[0].valid.name}_j")
+                xreg = Signal(xbits, name=f"{lp_.s[0].valid.name}_x") if has_x else None
+                with m.If(s0.valid):
+                    if src_rd_addr is None:
+                        m.d.comb += self.ev.addr.eq(s0.outer)
+                    else:
+                        m.d.comb += src_rd_addr.eq(s0.outer)
+                with m.If(s1.valid):
+                    m.d.comb += curm.rd.addr.eq(src_j)
+                m.d.sync += jreg.eq(src_j)
+                if has_x:
+                    m.d.sync += xreg.eq(ev_x)
+                with m.If(s2.valid):
+                    c0 = curm.rd.data[0]
+                    new = c0["first"] == 0
+                    m.d.comb += [curm.wr.addr.eq(jreg), curm.wr.en.eq(1)]
+                    m.d.comb += [curm.wr.data[0]["first"].eq(Mux(new, t1, c0["first"])), curm.wr.data[0]["last"].eq(t1)]
+                    if has_x:
+                        m.d.comb += curm.wr.data[0]["x"].eq(xreg)
+                    with m.If(new):
+                        m.d.comb += [lst.wr.addr.eq(n_l), lst.wr.data[0].eq(jreg), lst.wr.en.eq(1)]
+                        m.d.sync += n_l.eq(n_l + 1)
+
+        # ---- BACKPROP: delta_i = fit_E(R_E(lut(u_i) * sum_k w^a_ik delta^a_k)) -------------------
+        if learns:
+            s0, s1, s2 = back.s
+            g_acc = Signal(signed(G.cfmt.width + sbits + C.bit_length() + 2))
+            with m.If(s1.valid):
+                m.d.comb += [cwmem.rd.addr.eq(s1.outer * CPR + s1.inner), umem.rd.addr.eq(word_of(s1.outer))]
+            with m.If(s2.valid):
+                das = per_class(s2.inner, da)
+                partial = sum(cwmem.rd.data[k] * das[k] for k in range(L))
+                g_total = Mux(s2.first, 0, g_acc) + partial
+                m.d.sync += g_acc.eq(g_total)
+                with m.If(s2.last):
+                    u_i = Array([umem.rd.data[k] for k in range(L)])[lane_of(s2.outer)]
+                    delta, _ = narrow(g_total * _sg(nrn, u_i), G.cfmt.frac + 2 * G.f_s - G.efmt.frac, G.efmt)
+                    r = lfsr_h.draw(1)
+                    m.d.comb += [lfsr_h.advance.eq(stoch_h), lfsr_h.advance_by.eq(1)]
+                    m.d.comb += [dlmem.wr.addr.eq(word_of(s2.outer)), dlmem.wr.en.eq(Const(1, L) << lane_of(s2.outer))]
+                    for k in range(L):
+                        m.d.comb += [dlmem.wr.data[k]["d"].eq(delta), dlmem.wr.data[k]["r"].eq(r)]
+
+        # ---- CUPD / HUPD (ELL): w^a += R(-delta^a), w += R(-delta x) -----------------------------
+        if learns and not fell:
+            s0, s1, s2 = cupd.s
+            with m.If(s0.valid):
+                m.d.comb += spk_rd_addr.eq(s0.outer)
+            with m.If(s1.valid):
+                m.d.comb += cwmem.rd.addr.eq(spk.rd.data[0] * CPR + s1.inner)
+            with m.If(s2.valid):
+                dws = per_class(s2.inner, cdw)
+                m.d.comb += [cwmem.wr.addr.eq(i1 * CPR + s2.inner), cwmem.wr.en.eq(Const(-1, L))]
+                for k in range(L):
+                    value, _ = fit(cwmem.rd.data[k] + dws[k], G.cfmt)
+                    m.d.comb += cwmem.wr.data[k].eq(value)
+            s0, s1, s2 = hupd.s
+            with m.If(s0.valid):
+                m.d.comb += self.ev.addr.eq(s0.outer)
+            with m.If(s1.valid):
+                m.d.comb += [wmem.rd.addr.eq(ev_j * WPR + s1.inner), dlmem.rd.addr.eq(s1.inner)]
+            with m.If(s2.valid):
+                m.d.comb += [wmem.wr.addr.eq(j1 * WPR + s2.inner), wmem.wr.en.eq(Const(-1, L))]
+                for k in range(L):
+                    dk = dlmem.rd.data[k]
+                    raw = -(dk["d"] * xv) if x1 is not None else -dk["d"]
+                    change = shift_round(raw, hid_shift, G.wfmt.rounding, dk["r"])
+                    value, _ = fit(wmem.rd.data[k] + change, G.wfmt)
+                    m.d.comb += wmem.wr.data[k].eq(value)
+
+        # ---- CFTRACE / FTRACE (FELL): e = fit_T(R_T(e c) + x); w += R(-delta e) ------------------
+        if fell:
+            for lp_, lst, curm, tmem, wm, fm, rowlen, is_clf in (
+                (cftr, clive, ccur, cemem, cwmem, cfacmem, CPR, True),
+                (ftr, live, cur, emem, wmem, facmem, WPR, False),
+            ):
+                s0, s1, s2 = lp_.s
+                jreg = Signal(len(lst.rd.data[0]), name=f"{lp_.s[0].valid.name}_j")
+                with m.If(s0.valid):
+                    m.d.comb += lst.rd.addr.eq(s0.outer)
+                with m.If(s1.valid):
+                    j = lst.rd.data[0]
+                    m.d.comb += [tmem.rd.addr.eq(j * rowlen + s1.inner), wm.rd.addr.eq(j * rowlen + s1.inner), fm.rd.addr.eq(s1.inner), curm.rd.addr.eq(j)]
+                    if not is_clf:
+                        m.d.comb += dlmem.rd.addr.eq(s1.inner)
+                m.d.sync += jreg.eq(lst.rd.data[0])
+                with m.If(s2.valid):
+                    c0 = curm.rd.data[0]
+                    fresh = c0["first"] == t1
+                    active = c0["last"] == t1
+                    if is_clf:
+                        x_now = Mux(active, 1 << T_.frac, 0)
+                        dks = per_class(s2.inner, da)
+                        rks = per_class(s2.inner, crand)
+                        shift = clf_shift
+                        wfmt = G.cfmt
+                        ncols = C
+                    else:
+                        x_now = Mux(active, c0["x"] << (T_.frac - G.raw_frac), 0)
+                        shift = hid_shift
+                        wfmt = G.wfmt
+                        ncols = N
+                    m.d.comb += [tmem.wr.addr.eq(jreg * rowlen + s2.inner), tmem.wr.en.eq(Const(-1, L))]
+                    m.d.comb += [wm.wr.addr.eq(jreg * rowlen + s2.inner), wm.wr.en.eq(Mux(err_any, Const(-1, L), 0))]
+                    for k in range(L):
+                        e_old = Mux(fresh, 0, tmem.rd.data[k])
+                        pad = (s2.inner * L + k) >= ncols
+                        e_new, _ = fit(shift_round(e_old * fm.rd.data[k], T_.frac, T_.rounding) + x_now, T_)
+                        e_new = Mux(pad, 0, e_new)
+                        m.d.comb += tmem.wr.data[k].eq(e_new)
+                        if is_clf:
+                            d, r = dks[k], rks[k]
+                        else:
+                            d, r = dlmem.rd.data[k]["d"], dlmem.rd.data[k]["r"]
+                        change = shift_round(-(d * e_new), shift, wfmt.rounding, r)
+                        value, _ = fit(wm.rd.data[k] + change, wfmt)
+                        m.d.comb += wm.wr.data[k].eq(value)
+            # end of sample: forget which rows were live
+            for lp_, lst, curm in ((clr, live, cur), (cclr, clive, ccur)):
+                s0, s1, s2 = lp_.s
+                with m.If(s0.valid):
+                    m.d.comb += lst.rd.addr.eq(s0.outer)
+                with m.If(s1.valid):
+                    m.d.comb += [curm.wr.addr.eq(lst.rd.data[0]), curm.wr.en.eq(1), curm.wr.data.eq(0)]
+
+        # the spike list: read by this layer while busy, by the next stage otherwise
+        m.d.comb += [
+            self.busy.eq(~fsm.ongoing("IDLE")),
+            spk.rd.addr.eq(Mux(self.busy, spk_rd_addr, self.spk.addr)),
+            self.spk.data.eq(spk.rd.data[0]),
+        ]
+        return m
+
+    def _debug_port(self, m: Module, mems: dict, fields: dict) -> None:
+        """Bus access to the layer's memories (only while the layer is idle).
+
+        A read drives the word address, and acknowledges with the lane's value one clock later;
+        a write is acknowledged at once. ``dbg_wait`` holds off until the master drops its
+        request.
+        """
+        dbg = self.dbg
+        L = self.lanes
+        phase = Signal(2, name="dbg_phase")  # 0 free, 1 read data next, 2 wait for release
+        sel_lane = Signal(max(self.log2l, 1), name="dbg_lane")
+        sel_region = Signal.like(dbg.region, name="dbg_region")
+        word = dbg.index >> self.log2l
+        lane = dbg.index[: self.log2l] if self.log2l else Const(0, 1)
+        ours = Signal(name="dbg_ours")
+        m.d.comb += ours.eq(0)
+        for key, mem in mems.items():
+            if key not in self.regions:
+                continue
+            with m.If(dbg.region == self.regions[key]):
+                m.d.comb += ours.eq(1)
+        with m.Switch(phase):
+            with m.Case(0):
+                with m.If(ours & dbg.r_en):
+                    for key, mem in mems.items():
+                        if key in self.regions:
+                            with m.If(dbg.region == self.regions[key]):
+                                m.d.comb += mem.rd.addr.eq(word)
+                    m.d.sync += [phase.eq(1), sel_lane.eq(lane), sel_region.eq(dbg.region)]
+                with m.Elif(ours & dbg.w_en):
+                    for key, mem in mems.items():
+                        if key in self.regions:
+                            with m.If(dbg.region == self.regions[key]):
+                                # read-modify-write of one field needs the rest of the element:
+                                # struct memories are written whole, with the other field kept 0
+                                # only for the registers a bus user may write (u, o, weights)
+                                m.d.comb += [mem.wr.addr.eq(word), mem.wr.en.eq(Const(1, L) << lane)]
+                                f = fields.get(key)
+                                for k in range(L):
+                                    if f is None:
+                                        m.d.comb += mem.wr.data[k].eq(dbg.w_data[: len(Value.cast(mem.wr.data[k]))])
+                                    else:
+                                        m.d.comb += mem.wr.data[k][f].eq(dbg.w_data[: len(Value.cast(mem.wr.data[k][f]))])
+                    m.d.comb += dbg.ack.eq(1)
+                    m.d.sync += phase.eq(2)
+            with m.Case(1):
+                for key, mem in mems.items():
+                    if key in self.regions:
+                        with m.If(sel_region == self.regions[key]):
+                            f = fields.get(key)
+                            lanes = [mem.rd.data[k] if f is None else mem.rd.data[k][f] for k in range(L)]
+                            v = Array(Value.cast(x) for x in lanes)[sel_lane]
+                            m.d.comb += dbg.r_data.eq(v.as_signed() if Value.cast(lanes[0]).shape().signed else v)
+                m.d.comb += dbg.ack.eq(1)
+                m.d.sync += phase.eq(2)
+            with m.Case(2):
+                with m.If(~dbg.r_en & ~dbg.w_en):
+                    m.d.sync += phase.eq(0)

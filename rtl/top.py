@@ -1,0 +1,371 @@
+"""The network top: input and output streams, on-chip encoders, the layers, the register bus.
+
+Streams (``amaranth.lib.stream``):
+
+* ``i`` (in): one sample is the label word (a class, or ``classes`` or more for "no label",
+  then nothing learns) followed by ``inputs`` pixel words, already quantized into the
+  encoding format (``Golden.quantize``).
+* ``o`` (out): after every time step a ``STEP`` word whose data are the last layer's classifier
+  spikes (bit k = class k; for a random readout, 0); after the last step a ``DECISION`` word
+  with the winning class (ties: lowest index).
+
+The core waits for ``o`` to take each word, so a host (or a testbench) can hold ``o.ready``
+low and read every potential and weight through the bus between two steps.
+
+Register bus (``bus``): ``addr = region << INDEX_BITS | index``; region 0 holds the control
+registers (:data:`REGISTERS`), regions from 1 the layers' memories, element by element
+(``memory_map()`` lists them; it is also written as JSON by ``localsnn generate``).
+"""
+
+from __future__ import annotations
+
+from amaranth import Array, Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from localsnn.golden.lfsr import stream_seed
+from localsnn.golden.params import Params, init_params
+from localsnn.rtl.common import INDEX_BITS, REGION_BITS, LaneMemory, dbg_signature, log2_exact
+from localsnn.rtl.lfsr import LFSR
+from localsnn.rtl.lif import LIFLayer
+from localsnn.rtl.loop import Loop
+from localsnn.spec import NetworkSpec
+
+ID_WORD = 0x4C534E4E  # "LSNN"
+
+#: control registers (region 0): name -> (index, access, meaning)
+REGISTERS = {
+    "ID": (0, "r", "0x4C534E4E ('LSNN')"),
+    "CTRL": (1, "rw", "bit 0: learning enabled (reset 1); taken at the start of each sample"),
+    "LEARN_MASK": (2, "rw", "bit l: layer l learns (reset: each layer's spec 'learn')"),
+    "LR_SHIFT": (3, "rw", "learning rate 2**-LR_SHIFT (reset: the spec's); writes outside the allowed range are ignored"),
+    "STATUS": (4, "r", "bit 0: running a sample; bits 8..31: samples completed"),
+    "STEP_CYCLES": (5, "r", "clock cycles of the last time step (waiting for o excluded)"),
+    "SAMPLE_CYCLES": (6, "r", "clock cycles of the last sample (waiting for i and o excluded)"),
+    "DECISION": (7, "r", "the last decision"),
+    "STEP": (8, "r", "time step being run or last run"),
+    "LFSR_BASE": (16, "rw", "LFSR streams from index 16 in lfsr_names() order: read the state, write a seed"),
+    "PHASE_BASE": (64, "r", "cycles per phase of the last step: 64 + 16*layer + phase"),
+}
+
+MEM_KEYS = ("w", "u", "o", "cw", "cu", "co", "e", "ce")
+
+
+def bus_signature() -> wiring.Signature:
+    """The register bus, from the master's side (see the module docstring)."""
+    return wiring.Signature({
+        "addr": Out(REGION_BITS + INDEX_BITS),
+        "w_data": Out(32),
+        "w_en": Out(1),
+        "r_en": Out(1),
+        "r_data": In(32),
+        "ack": In(1),
+    })
+
+
+def lfsr_names(spec: NetworkSpec) -> list[str]:
+    names = ["encode"]
+    for i in range(len(spec.layers)):
+        names += [f"round:{i}", f"round:{i}.clf"]
+    return names
+
+
+class Network(wiring.Component):
+    """The whole chip for ``spec``, with ``lanes`` datapaths per layer and initial ``params``
+    (golden's seeded initial weights when None)."""
+
+    def __init__(self, spec: NetworkSpec, lanes: int = 4, params: Params | None = None) -> None:
+        log2_exact(lanes)
+        if spec.learning.accumulate != 1:
+            raise ValueError(f"learning.accumulate = {spec.learning.accumulate}: the RTL applies updates every step; use 1")
+        for i, layer in enumerate(spec.layers):
+            if layer.neuron.model != "lif":
+                raise ValueError(f"layers[{i}]: the RTL generator does not build {layer.neuron.model!r} neurons yet")
+        self.spec = spec
+        self.lanes = lanes
+        self.params = params if params is not None else init_params(spec)
+        C = spec.classes
+        self.in_width = max(spec.encoding.format.width, C.bit_length())
+        self.out_data = max(C, max((C - 1).bit_length(), 1))
+        super().__init__({
+            "i": In(stream.Signature(unsigned(self.in_width))),
+            "o": Out(stream.Signature(unsigned(1 + self.out_data))),
+            "bus": In(bus_signature()),
+        })
+        # regions: 1 + 8 * layer + key
+        self.layer_regions = [{k: 1 + 8 * i + n for n, k in enumerate(MEM_KEYS)} for i in range(len(spec.layers))]
+        seeds = {name: stream_seed(spec.lfsr.seed, name, spec.lfsr.width) for name in lfsr_names(spec)}
+        self.seeds = seeds
+        enc = spec.encoding
+        idx0 = max((spec.inputs - 1).bit_length(), 1)
+        if enc.binary:
+            self.ev0_shape = unsigned(idx0)
+        else:
+            self.ev0_shape = data.StructLayout({"index": unsigned(idx0), "value": unsigned(enc.format.width)})
+        self.layers = []
+        for i in range(len(spec.layers)):
+            ev_shape = self.ev0_shape if i == 0 else unsigned(max((spec.layers[i - 1].size - 1).bit_length(), 1))
+            ev_depth = spec.inputs if i == 0 else spec.layers[i - 1].size
+            self.layers.append(LIFLayer(spec, i, lanes, self.params.layers[i], self.layer_regions[i], ev_shape, ev_depth, (seeds[f"round:{i}"], seeds[f"round:{i}.clf"])))
+
+    def memory_map(self) -> list[dict]:
+        out = [{"name": "registers", "region": 0, "registers": {k: {"index": v[0], "access": v[1], "meaning": v[2]} for k, v in REGISTERS.items()}}]
+        for layer in self.layers:
+            out += layer.memory_map()
+        return out
+
+    def elaborate(self, platform):
+        m = Module()
+        spec = self.spec
+        enc = spec.encoding
+        C, T, n_in = spec.classes, spec.timesteps, spec.inputs
+        nl = len(self.layers)
+        for i, layer in enumerate(self.layers):
+            m.submodules[f"layer{i}"] = layer
+
+        # ---- memories: pixels and the first layer's event list --------------------------------
+        pix = LaneMemory(m, "pixels", unsigned(enc.format.width), 1, n_in)
+        ev0 = LaneMemory(m, "ev0", self.ev0_shape, 1, n_in)
+        ev0_count = Signal(range(n_in + 1))
+        m.d.comb += [pix.rd.en.eq(1), ev0.rd.en.eq(1)]
+
+        # ---- layer wiring: layer 0 reads ev0, layer l reads layer l-1's spike list ------------
+        l0 = self.layers[0]
+        m.d.comb += [ev0.rd.addr.eq(l0.ev.addr), l0.ev.data.eq(ev0.rd.data[0]), l0.ev_count.eq(ev0_count)]
+        for a, b in zip(self.layers, self.layers[1:]):
+            m.d.comb += [a.spk.addr.eq(b.ev.addr), b.ev.data.eq(a.spk.data), b.ev_count.eq(a.spk_count)]
+
+        # ---- LFSRs ------------------------------------------------------------------------------
+        m.submodules.lfsr_encode = enc_lfsr = LFSR(spec.lfsr.width, self.seeds["encode"], steps=(1,))
+        lfsrs = [enc_lfsr]
+        for layer in self.layers:
+            lfsrs += list(layer.lfsrs) if layer.lfsrs is not None else [None, None]
+
+        # ---- control registers -----------------------------------------------------------------
+        lo, hi = spec.lr_shift_range()
+        ctrl_learn = Signal(init=1)
+        learn_mask = Signal(nl, init=sum(1 << i for i, ls in enumerate(spec.layers) if ls.learn))
+        lr_shift = Signal(range(64), init=spec.learning.lr_shift)
+        samples = Signal(24)
+        step_cycles = Signal(32)
+        sample_cycles = Signal(32)
+        decision = Signal(range(C))
+        t = Signal(range(T + 1))
+        label = Signal(range(C + 1))
+        label_valid = Signal()
+        learn_now = Signal(nl)
+        for i, layer in enumerate(self.layers):
+            m.d.comb += [
+                layer.t.eq(t),
+                layer.label.eq(label),
+                layer.label_valid.eq(label_valid),
+                layer.learn.eq(learn_now[i]),
+                layer.lr_shift.eq(lr_shift),
+            ]
+
+        # ---- the sequencer ------------------------------------------------------------------------
+        count = Signal(range(n_in + 1))
+        cur_layer = Signal(range(nl + 1))
+        step_counter = Signal(32)
+        sample_counter = Signal(32)
+        counting = Signal()
+        best = Signal(range(C))
+        best_count = Signal(len(self.layers[-1].counts[0]))
+        scan = Signal(range(C + 1))
+        start_layer = Array(layer.start for layer in self.layers)
+        done_layer = Array(layer.done for layer in self.layers)
+        finish_pending = Signal(nl)
+        enc_loop = Loop(m, "enc", n_in, 1, outer_max=n_in, inner_max=1) if enc.binary else None
+        last = self.layers[-1]
+        with m.If(counting):
+            m.d.sync += [step_counter.eq(step_counter + 1), sample_counter.eq(sample_counter + 1)]
+
+        with m.FSM(name="seq") as seq:
+            with m.State("IDLE"):
+                m.d.comb += self.i.ready.eq(1)
+                with m.If(self.i.valid):
+                    m.d.sync += [
+                        label.eq(Mux(self.i.payload < C, self.i.payload, C)),
+                        label_valid.eq(self.i.payload < C),
+                        learn_now.eq(Mux(ctrl_learn, learn_mask, 0)),
+                        count.eq(0),
+                        ev0_count.eq(0),
+                        t.eq(0),
+                        sample_counter.eq(0),
+                    ]
+                    m.next = "LOAD"
+            with m.State("LOAD"):
+                m.d.comb += self.i.ready.eq(1)
+                with m.If(self.i.valid):
+                    x = self.i.payload[: enc.format.width]
+                    m.d.comb += [pix.wr.addr.eq(count), pix.wr.data[0].eq(x), pix.wr.en.eq(1)]
+                    if not enc.binary:  # direct input: the nonzero pixels are the events, every step
+                        with m.If(x != 0):
+                            m.d.comb += [ev0.wr.addr.eq(ev0_count), ev0.wr.data[0]["index"].eq(count), ev0.wr.data[0]["value"].eq(x), ev0.wr.en.eq(1)]
+                            m.d.sync += ev0_count.eq(ev0_count + 1)
+                    m.d.sync += count.eq(count + 1)
+                    with m.If(count == n_in - 1):
+                        m.d.sync += [counting.eq(1), step_counter.eq(0)]
+                        m.next = "GO"
+            with m.State("GO"):  # the event list of the sample is complete
+                if enc.binary:
+                    m.d.comb += enc_loop.start.eq(1)
+                    m.d.sync += ev0_count.eq(0)
+                    m.next = "ENC"
+                else:
+                    m.d.comb += start_layer[0].eq(1)
+                    m.d.sync += cur_layer.eq(0)
+                    m.next = "LAYER"
+            if enc.binary:
+                with m.State("ENC"):
+                    with m.If(enc_loop.done):
+                        m.d.comb += start_layer[0].eq(1)
+                        m.d.sync += cur_layer.eq(0)
+                        m.next = "LAYER"
+            with m.State("LAYER"):
+                with m.If(done_layer[cur_layer]):
+                    with m.If(cur_layer == nl - 1):
+                        m.d.sync += [counting.eq(0), step_cycles.eq(step_counter + 1)]
+                        m.next = "EMIT"
+                    with m.Else():
+                        m.d.comb += start_layer[cur_layer + 1].eq(1)
+                        m.d.sync += cur_layer.eq(cur_layer + 1)
+            with m.State("EMIT"):
+                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(last.clf_spikes)]
+                with m.If(self.o.ready):
+                    m.d.sync += t.eq(t + 1)
+                    with m.If(t == T - 1):
+                        m.d.sync += [scan.eq(1), best.eq(0), best_count.eq(last.counts[0])]
+                        m.next = "DECIDE"
+                    with m.Else():
+                        m.d.sync += [counting.eq(1), step_counter.eq(0)]
+                        m.next = "GO"  # the layers see the new t from the next clock
+            with m.State("DECIDE"):  # argmax, the lowest index wins a tie
+                with m.If(scan == C):
+                    m.d.sync += [decision.eq(best), sample_cycles.eq(sample_counter)]
+                    m.next = "EMITD"
+                with m.Else():
+                    cnt = Array(last.counts[c] for c in range(C))[scan]
+                    with m.If(cnt > best_count):
+                        m.d.sync += [best.eq(scan), best_count.eq(cnt)]
+                    m.d.sync += scan.eq(scan + 1)
+            with m.State("EMITD"):
+                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq((decision << 0) | (1 << self.out_data))]
+                with m.If(self.o.ready):
+                    # a layer with nothing to clean up answers in the same clock
+                    m.d.sync += finish_pending.eq(~Cat(*[layer.done for layer in self.layers]))
+                    for layer in self.layers:
+                        m.d.comb += layer.finish.eq(1)
+                    m.next = "FINISH"
+            with m.State("FINISH"):
+                pending = finish_pending
+                for i, layer in enumerate(self.layers):
+                    with m.If(layer.done):
+                        m.d.sync += pending[i].eq(0)
+                with m.If(pending == 0):
+                    m.d.sync += samples.eq(samples + 1)
+                    m.next = "IDLE"
+
+        # ---- on-chip encoders (rate, latency): one input per clock ------------------------------
+        if enc.binary:
+            s0, s1, s2 = enc_loop.s
+            frac = enc.format.frac
+            with m.If(s0.valid):
+                m.d.comb += pix.rd.addr.eq(s0.outer)
+            with m.If(s1.valid):
+                x = pix.rd.data[0]
+                if enc.kind == "rate":
+                    # one draw per input per step, in input order: spike when r mod 2**frac < x
+                    r = enc_lfsr.draw(1)
+                    m.d.comb += [enc_lfsr.advance.eq(1), enc_lfsr.advance_by.eq(1)]
+                    spike = r[:frac] < x
+                else:
+                    # latency (Ma et al. eq. 17): t_s = floor(T - T x / 2**frac + 1/2)
+                    one = 1 << frac
+                    ts = (2 * T * (one - x) + one) >> (frac + 1)
+                    spike = ts == t
+                with m.If(spike):
+                    m.d.comb += [ev0.wr.addr.eq(ev0_count), ev0.wr.data[0].eq(s1.outer), ev0.wr.en.eq(1)]
+                    m.d.sync += ev0_count.eq(ev0_count + 1)
+
+        # ---- the register bus ---------------------------------------------------------------------
+        bus = self.bus
+        region = bus.addr[INDEX_BITS:]
+        index = bus.addr[:INDEX_BITS]
+        for layer in self.layers:
+            m.d.comb += [
+                layer.dbg.region.eq(region),
+                layer.dbg.index.eq(index),
+                layer.dbg.w_data.eq(bus.w_data),
+                layer.dbg.w_en.eq(bus.w_en & (region != 0)),
+                layer.dbg.r_en.eq(bus.r_en & (region != 0)),
+            ]
+        reg_wait = Signal()
+        known = Signal()
+        m.d.comb += known.eq(0)
+        for regions in self.layer_regions:
+            for r in regions.values():
+                with m.If(region == r):
+                    m.d.comb += known.eq(1)
+        with m.If(region == 0):
+            with m.If((bus.r_en | bus.w_en) & ~reg_wait):
+                m.d.comb += [bus.ack.eq(1)]
+                m.d.sync += reg_wait.eq(1)
+        with m.If(~bus.r_en & ~bus.w_en):
+            m.d.sync += reg_wait.eq(0)
+        rdata = Signal(32)
+        with m.Switch(index):
+            with m.Case(REGISTERS["ID"][0]):
+                m.d.comb += rdata.eq(ID_WORD)
+            with m.Case(REGISTERS["CTRL"][0]):
+                m.d.comb += rdata.eq(ctrl_learn)
+            with m.Case(REGISTERS["LEARN_MASK"][0]):
+                m.d.comb += rdata.eq(learn_mask)
+            with m.Case(REGISTERS["LR_SHIFT"][0]):
+                m.d.comb += rdata.eq(lr_shift)
+            with m.Case(REGISTERS["STATUS"][0]):
+                m.d.comb += rdata.eq(~seq.ongoing("IDLE") | (samples << 8))
+            with m.Case(REGISTERS["STEP_CYCLES"][0]):
+                m.d.comb += rdata.eq(step_cycles)
+            with m.Case(REGISTERS["SAMPLE_CYCLES"][0]):
+                m.d.comb += rdata.eq(sample_cycles)
+            with m.Case(REGISTERS["DECISION"][0]):
+                m.d.comb += rdata.eq(decision)
+            with m.Case(REGISTERS["STEP"][0]):
+                m.d.comb += rdata.eq(t)
+            base = REGISTERS["LFSR_BASE"][0]
+            for k, lf in enumerate(lfsrs):
+                if lf is not None:
+                    with m.Case(base + k):
+                        m.d.comb += rdata.eq(lf.state)
+            pbase = REGISTERS["PHASE_BASE"][0]
+            for i, layer in enumerate(self.layers):
+                for p in range(len(layer.PHASES)):
+                    with m.Case(pbase + 16 * i + p):
+                        m.d.comb += rdata.eq(layer.phase_cycles[p])
+        layer_rdata = Signal(32)
+        layer_ack = Signal()
+        for layer in self.layers:
+            with m.If(layer.dbg.ack):
+                m.d.comb += [layer_rdata.eq(layer.dbg.r_data), layer_ack.eq(1)]
+        with m.If(region == 0):
+            m.d.comb += bus.r_data.eq(rdata)
+        with m.Elif(known):
+            m.d.comb += [bus.r_data.eq(layer_rdata), bus.ack.eq(layer_ack)]
+        with m.Elif((bus.r_en | bus.w_en) & ~reg_wait):  # no such region: read 0, ignore writes
+            m.d.comb += bus.ack.eq(1)
+            m.d.sync += reg_wait.eq(1)
+        with m.If((region == 0) & bus.w_en & ~reg_wait):
+            with m.Switch(index):
+                with m.Case(REGISTERS["CTRL"][0]):
+                    m.d.sync += ctrl_learn.eq(bus.w_data[0])
+                with m.Case(REGISTERS["LEARN_MASK"][0]):
+                    m.d.sync += learn_mask.eq(bus.w_data[:nl])
+                with m.Case(REGISTERS["LR_SHIFT"][0]):
+                    with m.If((bus.w_data >= lo) & (bus.w_data <= hi)):
+                        m.d.sync += lr_shift.eq(bus.w_data)
+                for k, lf in enumerate(lfsrs):
+                    if lf is not None:
+                        with m.Case(base + k):
+                            m.d.comb += [lf.load.eq(1), lf.load_value.eq(bus.w_data[: lf.width])]
+        return m

@@ -1,0 +1,168 @@
+"""The co-simulation harness: the same samples through the RTL and the golden model, compared
+after every time step.
+
+It is written once against a small asynchronous ``Chip`` interface, so the same comparison
+runs in cocotb + Verilator (``sim/cocotb_top.py``) and in Amaranth's simulator
+(``sim/amaranth_chip.py``, for quick unit tests):
+
+``await chip.send(words)``      put words on the input stream
+``await chip.peek()``           wait for an output word and return it, *without* taking it
+``await chip.accept()``         take the output word (the core then goes on)
+``await chip.read(addr)``       one register-bus read; ``await chip.write(addr, value)``
+
+While an output word waits, the core is stalled, so the bus reads every membrane potential
+and spike of that step; at the end of each sample every weight is read back too. The first
+difference raises :class:`Mismatch`, naming the sample, step, layer, neuron or synapse and
+both values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from localsnn.golden import Golden, Params
+from localsnn.spec import NetworkSpec
+
+INDEX_BITS = 22
+STEP, DECISION = 0, 1
+
+
+class Mismatch(AssertionError):
+    """RTL and golden disagree; the message names where and both values."""
+
+
+@dataclass
+class Region:
+    name: str
+    region: int
+    shape: tuple[int, ...]
+    row_stride: int | None = None
+
+    def addr(self, *idx: int) -> int:
+        if len(idx) == 2:
+            flat = idx[0] * self.row_stride + idx[1]
+        else:
+            flat = idx[0]
+        return (self.region << INDEX_BITS) | flat
+
+
+def regions(memory_map: list[dict]) -> dict[str, Region]:
+    out = {}
+    for entry in memory_map:
+        if "shape" in entry:
+            out[entry["name"]] = Region(entry["name"], entry["region"], tuple(entry["shape"]), entry.get("row_stride"))
+    return out
+
+
+def register(memory_map: list[dict], name: str) -> int:
+    return memory_map[0]["registers"][name]["index"]
+
+
+def to_signed(v: int, bits: int = 32) -> int:
+    v &= (1 << bits) - 1
+    return v - (1 << bits) if v >> (bits - 1) else v
+
+
+@dataclass
+class Report:
+    samples: int = 0
+    steps: int = 0
+    compared: int = 0  # values compared
+    step_cycles: list[int] = field(default_factory=list)
+    decisions: list[int] = field(default_factory=list)
+    phase_cycles: list[list[list[int]]] = field(default_factory=list)  # per step: per layer: per phase
+
+
+async def read_array(chip, reg: Region, count_rows: int | None = None) -> np.ndarray:
+    if len(reg.shape) == 1:
+        return np.array([to_signed(await chip.read(reg.addr(i))) for i in range(reg.shape[0])])
+    rows, cols = reg.shape
+    return np.array([[to_signed(await chip.read(reg.addr(r, c))) for c in range(cols)] for r in range(rows)])
+
+
+def _first_difference(rtl: np.ndarray, gold: np.ndarray) -> tuple:
+    idx = tuple(int(i) for i in np.argwhere(rtl != gold)[0])
+    return idx, int(rtl[idx]), int(gold[idx])
+
+
+def _check(rtl, gold, where: str, what: str, report: Report) -> None:
+    rtl = np.asarray(rtl)
+    gold = np.asarray(gold).astype(np.int64)
+    report.compared += gold.size
+    if rtl.shape != gold.shape or not np.array_equal(rtl, gold):
+        if rtl.shape != gold.shape:
+            raise Mismatch(f"{where}: {what}: RTL shape {rtl.shape}, golden {gold.shape}")
+        idx, a, b = _first_difference(rtl, gold)
+        names = {1: "neuron", 2: "synapse (input, neuron)"}
+        raise Mismatch(f"{where}: {what} {names.get(len(idx), 'index')} {idx if len(idx) > 1 else idx[0]}: RTL {a}, golden {b}")
+
+
+async def check_samples(
+    chip,
+    spec: NetworkSpec,
+    params: Params,
+    memory_map: list[dict],
+    samples: list[tuple[np.ndarray, int | None]],
+    *,
+    learn: bool = True,
+    every_step: bool = True,
+    log=None,
+) -> Report:
+    """Run ``samples`` (quantized pixels, label or None) through the chip and the golden model
+    from the same ``params``; compare after every step (``every_step``) and after every sample.
+    """
+    golden = Golden(spec, params.copy())
+    regs = regions(memory_map)
+    report = Report()
+    nl = len(spec.layers)
+    await chip.write(register(memory_map, "CTRL"), 1 if learn else 0)
+    step_cycles_reg = register(memory_map, "STEP_CYCLES")
+    phase_base = register(memory_map, "PHASE_BASE")
+    for n, (x, label) in enumerate(samples):
+        rec = golden.run_sample(np.asarray(x), label, learn=learn)
+        await chip.send([spec.classes if label is None else int(label)] + [int(v) for v in x])
+        for t in range(spec.timesteps):
+            word = await chip.peek()
+            kind, payload = word >> _data_bits(spec), word & ((1 << _data_bits(spec)) - 1)
+            where = f"sample {n}, step {t}"
+            if kind != STEP:
+                raise Mismatch(f"{where}: expected a STEP word, got {word:#x}")
+            last = rec.layers[-1]
+            if last.clf_spikes is not None:
+                gold_bits = sum(int(b) << k for k, b in enumerate(last.clf_spikes[t]))
+                if payload != gold_bits:
+                    raise Mismatch(f"{where}: output spikes of the last classifier: RTL {payload:#b}, golden {gold_bits:#b}")
+            if every_step:
+                for i in range(nl):
+                    g = rec.layers[i]
+                    _check(await read_array(chip, regs[f"layer{i}.u"]), g.potential[t], where, f"layer {i} potential", report)
+                    _check(await read_array(chip, regs[f"layer{i}.o"]), g.spikes[t], where, f"layer {i} spike", report)
+                    if g.clf_potential is not None:
+                        _check(await read_array(chip, regs[f"layer{i}.clf_u"]), g.clf_potential[t], where, f"layer {i} classifier potential", report)
+                        _check(await read_array(chip, regs[f"layer{i}.clf_o"]), g.clf_spikes[t], where, f"layer {i} classifier spike", report)
+            report.step_cycles.append(await chip.read(step_cycles_reg))
+            report.phase_cycles.append([[await chip.read(phase_base + 16 * i + p) for p in range(11)] for i in range(nl)])
+            await chip.accept()
+            report.steps += 1
+        word = await chip.peek()
+        kind, payload = word >> _data_bits(spec), word & ((1 << _data_bits(spec)) - 1)
+        if kind != DECISION or payload != rec.decision:
+            raise Mismatch(f"sample {n}: decision: RTL word {word:#x} (class {payload}), golden class {rec.decision}")
+        await chip.accept()
+        report.decisions.append(payload)
+        for i in range(nl):
+            lp = golden.params.layers[i]
+            where = f"sample {n}, after the last step"
+            _check(await read_array(chip, regs[f"layer{i}.w"]), lp.w, where, f"layer {i} weight", report)
+            _check(await read_array(chip, regs[f"layer{i}.clf_w"]), lp.clf_w, where, f"layer {i} classifier weight", report)
+        report.samples += 1
+        if log is not None:
+            log(f"sample {n}: equal ({report.compared} values so far), decision {payload}, {report.step_cycles[-1]} cycles in the last step")
+    return report
+
+
+def _data_bits(spec: NetworkSpec) -> int:
+    C = spec.classes
+    return max(C, max((C - 1).bit_length(), 1))
