@@ -29,7 +29,7 @@ def gf2_apply(cols: tuple[int, ...], state: Value) -> Value:
 class LFSR(wiring.Component):
     """``width``-bit LFSR stream, reset to ``seed``.
 
-    Ports: ``state`` (the last draw), ``draw(k)`` (the next ``k`` draws, combinational), and
+    Ports: ``state`` (the last draw), ``next`` (the next draw; ``draw(k)`` builds the ``k``-th), and
     inputs ``advance`` (step by ``advance_by`` draws, which must be one of ``steps``), ``load``
     / ``load_value`` (set the state: the seed register). ``advance`` and ``load`` take effect at
     the next clock edge; ``load`` wins.
@@ -41,6 +41,7 @@ class LFSR(wiring.Component):
         self._steps = tuple(sorted(set(steps)))
         super().__init__({
             "state": Out(width, init=seed),
+            "next": Out(width),  # the next draw, from the current state (combinational)
             "advance": In(1),
             "advance_by": In(range(max(self._steps) + 1)),
             "load": In(1),
@@ -57,13 +58,14 @@ class LFSR(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        m.d.comb += self.next.eq(self.draw(1))
         with m.If(self.load):
             m.d.sync += self.state.eq(self.load_value)
         with m.Elif(self.advance):
             with m.Switch(self.advance_by):
                 for n in self._steps:
                     with m.Case(n):
-                        m.d.sync += self.state.eq(self.draw(n))
+                        m.d.sync += self.state.eq(self.next if n == 1 else self.draw(n))
         return m
 
 

@@ -43,6 +43,15 @@ from localsnn.rtl.neuron import integrate, leak, surrogate
 from localsnn.spec import NetworkSpec
 
 
+def _wire(m: Module, value, name: str) -> Signal:
+    """A signal carrying ``value``: an expression used in several places is built once (Amaranth
+    does not share equal subexpressions)."""
+    value = Value.cast(value)
+    sig = Signal(value.shape(), name=name)
+    m.d.comb += sig.eq(value)
+    return sig
+
+
 def _sg(neurons, u) -> Value:
     return surrogate(u, neurons.theta, neurons.lut, neurons.lut_shift)
 
@@ -187,8 +196,8 @@ class LIFLayer(wiring.Component):
             xbits = max(G.x_max.bit_length(), 1)
             cur_layout = data.StructLayout({"first": unsigned((tmax + 1).bit_length()), "last": unsigned((tmax + 1).bit_length()), "x": unsigned(xbits)})
             ccur_layout = data.StructLayout({"first": unsigned((tmax + 1).bit_length()), "last": unsigned((tmax + 1).bit_length())})
-            cur = LaneMemory(m, "cur", cur_layout, 1, self.fan_in)
-            ccur = LaneMemory(m, "ccur", ccur_layout, 1, N)
+            curmem = LaneMemory(m, "cur", cur_layout, 1, self.fan_in)
+            ccurmem = LaneMemory(m, "ccur", ccur_layout, 1, N)
             live = LaneMemory(m, "live", unsigned(max((self.fan_in - 1).bit_length(), 1)), 1, self.fan_in)
             clive = LaneMemory(m, "clive", unsigned(self.idx_bits), 1, N)
             n_live = Signal(range(self.fan_in + 1))
@@ -235,11 +244,11 @@ class LIFLayer(wiring.Component):
         ev_j = self.ev.data["index"] if not self.binary else self.ev.data
         ev_x = self.ev.data["value"] if not self.binary else Const(1, 1)
         m.d.comb += self.ev.en.eq(1)
-        for mem in (wmem, umem, omem, cwmem, cumem, comem, spk) + ((dlmem,) if learns else ()) + ((emem, cemem, facmem, cfacmem, cur, ccur, live, clive) if fell else ()):
+        for mem in (wmem, umem, omem, cwmem, cumem, comem, spk) + ((dlmem,) if learns else ()) + ((emem, cemem, facmem, cfacmem, curmem, ccurmem, live, clive) if fell else ()):
             m.d.comb += mem.rd.en.eq(1)
 
-        t1 = self.t + 1  # the stamp of this step (0 means never)
-        first_step = self.t == 0
+        t1 = _wire(m, self.t + 1, "stamp")  # the stamp of this step (0 means never)
+        first_step = _wire(m, self.t == 0, "first_step")
 
         # ---- COMPACT state (declared here, built after the FSM) ----------------------------------
         in_compact = Signal()
@@ -251,8 +260,8 @@ class LIFLayer(wiring.Component):
         for k, sig in enumerate(phase_cnt):
             m.d.comb += self.phase_cycles[k].eq(sig)
         lr = self.lr_shift
-        hid_shift = (lr + self.lr_base["hid"])[:6]  # >= 0 for every allowed lr_shift (the top clamps it)
-        clf_shift = (lr + self.lr_base["clf"])[:6]
+        hid_shift = _wire(m, (lr + self.lr_base["hid"])[:6], "hid_shift")  # >= 0 for every allowed lr_shift
+        clf_shift = _wire(m, (lr + self.lr_base["clf"])[:6], "clf_shift")
         stoch_h = self.spec.layers[self.index].weight.rounding == "stochastic"
         stoch_c = self.spec.layers[self.index].classifier.weight.rounding == "stochastic"
 
@@ -330,7 +339,7 @@ class LIFLayer(wiring.Component):
                             m.next = "IDLE"
                     with m.Else():
                         # one draw per class, in class order
-                        r = lfsr_c.draw(1)
+                        r = lfsr_c.next
                         m.d.comb += [lfsr_c.advance.eq(stoch_c), lfsr_c.advance_by.eq(1)]
                         with m.Switch(cdraw_k):
                             for c in range(C):
@@ -404,12 +413,13 @@ class LIFLayer(wiring.Component):
             for k in range(L):
                 w_k = wmem.rd.data[k]
                 prod = Mux(s2.empty, 0, w_k * xv if x1 is not None else w_k)
-                total = Mux(s2.first, 0, acc[k]) + prod
+                total = _wire(m, Mux(s2.first, 0, acc[k]) + prod, f"fwd_total{k}")
                 m.d.sync += acc[k].eq(total)
-                u_old = Mux(first_step, 0, umem.rd.data[k])
+                u_old = _wire(m, Mux(first_step, 0, umem.rd.data[k]), f"fwd_u_old{k}")
                 o_old = Mux(first_step, 0, omem.rd.data[k])
                 cur = shift_round(total, G.cur_shift, nrn.potential.rounding)
                 u_new, o_new, _ = integrate(nrn, u_old, o_old, cur)
+                u_new, o_new = _wire(m, u_new, f"fwd_u{k}"), _wire(m, o_new, f"fwd_o{k}")
                 pad = (s2.outer * L + k) >= N
                 new_u.append(Mux(pad, 0, u_new))
                 new_o.append(Mux(pad, 0, o_new))
@@ -469,15 +479,17 @@ class LIFLayer(wiring.Component):
             if fell:
                 m.d.comb += cfacmem.rd.addr.eq(s1.outer)
         with m.If(s2.valid):
-            outs = []
+            outs, outs_sg = [], []
             for k in range(L):
                 prod = Mux(s2.empty, 0, cwmem.rd.data[k])
-                total = Mux(s2.first, 0, cacc[k]) + prod
+                total = _wire(m, Mux(s2.first, 0, cacc[k]) + prod, f"cfwd_total{k}")
                 m.d.sync += cacc[k].eq(total)
-                u_old = Mux(first_step, 0, cumem.rd.data[k])
+                u_old = _wire(m, Mux(first_step, 0, cumem.rd.data[k]), f"cfwd_u_old{k}")
                 o_old = Mux(first_step, 0, comem.rd.data[k])
                 cur = shift_round(total, G.clf_cur_shift, cn.potential.rounding)
                 u_new, o_new, _ = integrate(cn, u_old, o_old, cur)
+                u_new, o_new = _wire(m, u_new, f"cfwd_u{k}"), _wire(m, o_new, f"cfwd_o{k}")
+                outs_sg.append(_wire(m, _sg(cn, u_new), f"cfwd_sg{k}"))
                 outs.append((u_new, o_new))
                 if fell:
                     m.d.comb += cfacmem.wr.data[k].eq(self._factor(cn, u_old))
@@ -497,7 +509,7 @@ class LIFLayer(wiring.Component):
                                 m.d.comb += [cumem.wr.data[k].eq(u_new), comem.wr.data[k].eq(o_new)]
                                 m.d.sync += [spikes_now[c].eq(o_new), self.counts[c].eq(self.counts[c] + o_new)]
                                 y = self.label == c
-                                d = (o_new - y) * _sg(cn, u_new)
+                                d = _wire(m, (o_new - y) * outs_sg[k], f"da_next{c}")
                                 m.d.sync += da[c].eq(d)
                                 with m.If(d != 0):
                                     m.d.sync += err_any.eq(1)
@@ -506,8 +518,8 @@ class LIFLayer(wiring.Component):
         # ---- LIVE / CLIVE (FELL): rows whose traces can be nonzero ------------------------------
         if fell:
             for lp_, src_rd_addr, src_j, curm, lst, n_l, has_x in (
-                (lv, None, ev_j, cur, live, n_live, True),
-                (clv, spk_rd_addr, spk.rd.data[0], ccur, clive, n_clive, False),
+                (lv, None, ev_j, curmem, live, n_live, True),
+                (clv, spk_rd_addr, spk.rd.data[0], ccurmem, clive, n_clive, False),
             ):
                 s0, s1, s2 = lp_.s
                 jreg = Signal(len(Value.cast(src_j)), name=f"{lp_.s[0].valid.name}_j")
@@ -542,12 +554,13 @@ class LIFLayer(wiring.Component):
             with m.If(s2.valid):
                 das = per_class(s2.inner, da)
                 partial = sum(cwmem.rd.data[k] * das[k] for k in range(L))
-                g_total = Mux(s2.first, 0, g_acc) + partial
+                g_total = _wire(m, Mux(s2.first, 0, g_acc) + partial, "back_g")
                 m.d.sync += g_acc.eq(g_total)
                 with m.If(s2.last):
-                    u_i = Array([umem.rd.data[k] for k in range(L)])[lane_of(s2.outer)]
+                    u_i = _wire(m, Array([umem.rd.data[k] for k in range(L)])[lane_of(s2.outer)], "back_u")
                     delta, _ = narrow(g_total * _sg(nrn, u_i), G.cfmt.frac + 2 * G.f_s - G.efmt.frac, G.efmt)
-                    r = lfsr_h.draw(1)
+                    delta = _wire(m, delta, "back_delta")
+                    r = lfsr_h.next
                     m.d.comb += [lfsr_h.advance.eq(stoch_h), lfsr_h.advance_by.eq(1)]
                     m.d.comb += [dlmem.wr.addr.eq(word_of(s2.outer)), dlmem.wr.en.eq(Const(1, L) << lane_of(s2.outer))]
                     for k in range(L):
@@ -583,8 +596,8 @@ class LIFLayer(wiring.Component):
         # ---- CFTRACE / FTRACE (FELL): e = fit_T(R_T(e c) + x); w += R(-delta e) ------------------
         if fell:
             for lp_, lst, curm, tmem, wm, fm, rowlen, is_clf in (
-                (cftr, clive, ccur, cemem, cwmem, cfacmem, CPR, True),
-                (ftr, live, cur, emem, wmem, facmem, WPR, False),
+                (cftr, clive, ccurmem, cemem, cwmem, cfacmem, CPR, True),
+                (ftr, live, curmem, emem, wmem, facmem, WPR, False),
             ):
                 s0, s1, s2 = lp_.s
                 jreg = Signal(len(lst.rd.data[0]), name=f"{lp_.s[0].valid.name}_j")
@@ -618,7 +631,7 @@ class LIFLayer(wiring.Component):
                         e_old = Mux(fresh, 0, tmem.rd.data[k])
                         pad = (s2.inner * L + k) >= ncols
                         e_new, _ = fit(shift_round(e_old * fm.rd.data[k], T_.frac, T_.rounding) + x_now, T_)
-                        e_new = Mux(pad, 0, e_new)
+                        e_new = _wire(m, Mux(pad, 0, e_new), f"{lp_.s[0].valid.name}_e{k}")
                         m.d.comb += tmem.wr.data[k].eq(e_new)
                         if is_clf:
                             d, r = dks[k], rks[k]
@@ -628,7 +641,7 @@ class LIFLayer(wiring.Component):
                         value, _ = fit(wm.rd.data[k] + change, wfmt)
                         m.d.comb += wm.wr.data[k].eq(value)
             # end of sample: forget which rows were live
-            for lp_, lst, curm in ((clr, live, cur), (cclr, clive, ccur)):
+            for lp_, lst, curm in ((clr, live, curmem), (cclr, clive, ccurmem)):
                 s0, s1, s2 = lp_.s
                 with m.If(s0.valid):
                     m.d.comb += lst.rd.addr.eq(s0.outer)
@@ -646,13 +659,13 @@ class LIFLayer(wiring.Component):
     def _debug_port(self, m: Module, mems: dict, fields: dict) -> None:
         """Bus access to the layer's memories (only while the layer is idle).
 
-        A read drives the word address, and acknowledges with the lane's value one clock later;
-        a write is acknowledged at once. ``dbg_wait`` holds off until the master drops its
-        request.
+        A read drives the word address and acknowledges with the lane's value one clock later;
+        a write is acknowledged at once. A request still present in the clock after its
+        acknowledgement is a new request (back-to-back accesses, as in Wishbone classic).
         """
         dbg = self.dbg
         L = self.lanes
-        phase = Signal(2, name="dbg_phase")  # 0 free, 1 read data next, 2 wait for release
+        phase = Signal(name="dbg_phase")  # 0: free, 1: the read data arrive in this clock
         sel_lane = Signal(max(self.log2l, 1), name="dbg_lane")
         sel_region = Signal.like(dbg.region, name="dbg_region")
         word = dbg.index >> self.log2l
@@ -687,7 +700,6 @@ class LIFLayer(wiring.Component):
                                     else:
                                         m.d.comb += mem.wr.data[k][f].eq(dbg.w_data[: len(Value.cast(mem.wr.data[k][f]))])
                     m.d.comb += dbg.ack.eq(1)
-                    m.d.sync += phase.eq(2)
             with m.Case(1):
                 for key, mem in mems.items():
                     if key in self.regions:
@@ -697,7 +709,4 @@ class LIFLayer(wiring.Component):
                             v = Array(Value.cast(x) for x in lanes)[sel_lane]
                             m.d.comb += dbg.r_data.eq(v.as_signed() if Value.cast(lanes[0]).shape().signed else v)
                 m.d.comb += dbg.ack.eq(1)
-                m.d.sync += phase.eq(2)
-            with m.Case(2):
-                with m.If(~dbg.r_en & ~dbg.w_en):
-                    m.d.sync += phase.eq(0)
+                m.d.sync += phase.eq(0)

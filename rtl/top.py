@@ -276,7 +276,7 @@ class Network(wiring.Component):
                 x = pix.rd.data[0]
                 if enc.kind == "rate":
                     # one draw per input per step, in input order: spike when r mod 2**frac < x
-                    r = enc_lfsr.draw(1)
+                    r = enc_lfsr.next
                     m.d.comb += [enc_lfsr.advance.eq(1), enc_lfsr.advance_by.eq(1)]
                     spike = r[:frac] < x
                 else:
@@ -300,19 +300,16 @@ class Network(wiring.Component):
                 layer.dbg.w_en.eq(bus.w_en & (region != 0)),
                 layer.dbg.r_en.eq(bus.r_en & (region != 0)),
             ]
-        reg_wait = Signal()
         known = Signal()
         m.d.comb += known.eq(0)
         for regions in self.layer_regions:
             for r in regions.values():
                 with m.If(region == r):
                     m.d.comb += known.eq(1)
-        with m.If(region == 0):
-            with m.If((bus.r_en | bus.w_en) & ~reg_wait):
-                m.d.comb += [bus.ack.eq(1)]
-                m.d.sync += reg_wait.eq(1)
-        with m.If(~bus.r_en & ~bus.w_en):
-            m.d.sync += reg_wait.eq(0)
+        # region 0 answers in the clock of the request; a request still present in the next
+        # clock is a new one (the master drops its enable after the acknowledging edge)
+        with m.If((region == 0) & (bus.r_en | bus.w_en)):
+            m.d.comb += bus.ack.eq(1)
         rdata = Signal(32)
         with m.Switch(index):
             with m.Case(REGISTERS["ID"][0]):
@@ -352,10 +349,9 @@ class Network(wiring.Component):
             m.d.comb += bus.r_data.eq(rdata)
         with m.Elif(known):
             m.d.comb += [bus.r_data.eq(layer_rdata), bus.ack.eq(layer_ack)]
-        with m.Elif((bus.r_en | bus.w_en) & ~reg_wait):  # no such region: read 0, ignore writes
+        with m.Elif(bus.r_en | bus.w_en):  # no such region: read 0, ignore writes
             m.d.comb += bus.ack.eq(1)
-            m.d.sync += reg_wait.eq(1)
-        with m.If((region == 0) & bus.w_en & ~reg_wait):
+        with m.If((region == 0) & bus.w_en):
             with m.Switch(index):
                 with m.Case(REGISTERS["CTRL"][0]):
                     m.d.sync += ctrl_learn.eq(bus.w_data[0])

@@ -1,0 +1,71 @@
+"""cocotb test module: the co-simulation harness on the generated Verilog, in Verilator.
+
+The pytest side (``sim/cosim.py``) writes a job folder and points ``LOCALSNN_JOB`` at it:
+``spec.toml``, ``params.npz`` (the initial parameters, also the memories' initial contents),
+``samples.npz`` (quantized pixels ``x`` and ``labels``, -1 = no label), ``job.json`` (memory
+map, learning on/off, idle/stall probabilities, seed). The test writes ``report.json`` there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cocotb
+import numpy as np
+
+from localsnn import spec as specmod
+from localsnn.golden.params import load_params
+from localsnn.sim.drivers import BusMaster, StreamSink, StreamSource, reset, start_clock
+from localsnn.sim.harness import Mismatch, check_samples
+
+
+class CocotbChip:
+    """The harness's ``Chip`` interface on the cocotb drivers."""
+
+    def __init__(self, dut, *, idle: float, stall: float, seed: int) -> None:
+        self.src = StreamSource(dut, "i", dut.clk, idle_prob=idle, seed=seed)
+        self.sink = StreamSink(dut, "o", dut.clk, stall_prob=stall, seed=seed + 1)
+        self.bus = BusMaster(dut, "bus", dut.clk, timeout=100_000)
+
+    async def send(self, words):
+        await self.src.send_many(words)
+
+    async def peek(self) -> int:
+        return await self.sink.peek()
+
+    async def accept(self) -> None:
+        await self.sink.recv()
+
+    async def read(self, addr: int) -> int:
+        return await self.bus.read(addr)
+
+    async def write(self, addr: int, value: int) -> None:
+        await self.bus.write(addr, value & 0xFFFFFFFF)
+
+
+@cocotb.test()
+async def cosim(dut):
+    job = Path(os.environ["LOCALSNN_JOB"])
+    cfg = json.loads((job / "job.json").read_text())
+    spec = specmod.load(job / "spec.toml")
+    params = load_params(job / "params.npz", spec)
+    with np.load(job / "samples.npz") as data:
+        xs, labels = data["x"], data["labels"]
+    samples = [(xs[k], None if labels[k] < 0 else int(labels[k])) for k in range(len(xs))]
+    start_clock(dut)
+    await reset(dut)
+    chip = CocotbChip(dut, idle=cfg["idle"], stall=cfg["stall"], seed=cfg["seed"])
+    report = None
+    error = None
+    try:
+        report = await check_samples(chip, spec, params, cfg["memory_map"], samples, learn=cfg["learn"], every_step=cfg["every_step"], log=dut._log.info)
+    except Mismatch as err:
+        error = str(err)
+    result = {"mismatch": error}
+    if report is not None:
+        result.update(samples=report.samples, steps=report.steps, compared=report.compared, step_cycles=report.step_cycles, decisions=report.decisions, phase_cycles=report.phase_cycles)
+    (job / "report.json").write_text(json.dumps(result))
+    if error:
+        raise AssertionError(error)

@@ -1,0 +1,94 @@
+"""Run the co-simulation of a spec: generate Verilog, build it (cached per configuration), run
+the harness in Verilator against the golden model.
+
+    report = cosimulate(spec, samples, lanes=4, learn=True)
+
+``samples`` are ``(quantized pixels, label or None)`` pairs. A mismatch raises
+:class:`~localsnn.sim.harness.Mismatch` naming where it happened and both values.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from localsnn.golden.params import Params, init_params, save_params
+from localsnn.sim.harness import Mismatch
+from localsnn.spec import NetworkSpec, dumps
+
+
+@dataclass
+class CosimReport:
+    samples: int
+    steps: int
+    compared: int
+    step_cycles: list[int]
+    decisions: list[int]
+    phase_cycles: list
+    build_dir: Path
+    built: bool
+    build_s: float
+    run_s: float
+
+
+def generate_verilog(spec: NetworkSpec, lanes: int, params: Params | None = None, name: str = "localsnn_top") -> tuple[str, list[dict]]:
+    """Verilog text (byte-identical between runs) and the memory map of the network."""
+    from amaranth.back import verilog
+
+    from localsnn.rtl.top import Network
+
+    net = Network(spec, lanes=lanes, params=params)
+    text = verilog.convert(net, name=name, emit_src=False)
+    return text, net.memory_map()
+
+
+def cosimulate(
+    spec: NetworkSpec,
+    samples: list[tuple[np.ndarray, int | None]],
+    *,
+    lanes: int = 4,
+    params: Params | None = None,
+    learn: bool = True,
+    every_step: bool = True,
+    idle: float = 0.0,
+    stall: float = 0.0,
+    seed: int = 0,
+    waves: bool | None = None,
+    timeout_s: float | None = None,
+) -> CosimReport:
+    from localsnn.sim.runner import CocotbTestFailure, run_cocotb
+
+    params = params if params is not None else init_params(spec)
+    text, memory_map = generate_verilog(spec, lanes, params)
+    with tempfile.TemporaryDirectory(prefix="localsnn-job-") as tmp:
+        job = Path(tmp)
+        (job / "spec.toml").write_text(dumps(spec))
+        save_params(params, job / "params.npz", spec)
+        xs = np.stack([np.asarray(x, dtype=np.int64) for x, _ in samples])
+        labels = np.array([-1 if y is None else int(y) for _, y in samples], dtype=np.int64)
+        np.savez(job / "samples.npz", x=xs, labels=labels)
+        (job / "job.json").write_text(json.dumps({"memory_map": memory_map, "learn": learn, "every_step": every_step, "idle": idle, "stall": stall, "seed": seed}))
+        here = Path(__file__).parent
+        try:
+            res = run_cocotb(text, "localsnn_top", here / "cocotb_top.py", job, extra_env={"LOCALSNN_JOB": str(job)}, waves=waves, timeout_s=timeout_s)
+        except CocotbTestFailure as err:
+            report = job / "report.json"
+            if report.is_file():
+                mismatch = json.loads(report.read_text()).get("mismatch")
+                if mismatch:
+                    raise Mismatch(mismatch) from None
+            raise
+        out = json.loads((job / "report.json").read_text())
+    return CosimReport(
+        samples=out["samples"], steps=out["steps"], compared=out["compared"], step_cycles=out["step_cycles"],
+        decisions=out["decisions"], phase_cycles=out["phase_cycles"], build_dir=res.build_dir, built=res.built,
+        build_s=res.build_s, run_s=res.run_s,
+    )
+
+
+__all__ = ["CosimReport", "cosimulate", "generate_verilog", "os"]

