@@ -29,44 +29,20 @@ but still consumes its random draws: the LFSRs jump over them in one clock.
 
 from __future__ import annotations
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
-from amaranth.lib import data, memory, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth import Array, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib import data
 
-from localsnn.golden.model import _Layer
 from localsnn.golden.params import LayerParams
-from localsnn.rtl.common import INDEX_BITS, LaneMemory, dbg_signature, log2_exact
+from localsnn.rtl.common import LaneMemory
+from localsnn.rtl.layer import LayerBase, _rows, _sg, _wire, build_clear, build_compact, build_live, make_live
 from localsnn.rtl.fixed import fit, fmt_shape, narrow, shift_round
 from localsnn.rtl.lfsr import LFSR
 from localsnn.rtl.loop import Loop
-from localsnn.rtl.neuron import integrate, leak, surrogate
+from localsnn.rtl.neuron import integrate, leak
 from localsnn.spec import NetworkSpec
 
 
-def _wire(m: Module, value, name: str) -> Signal:
-    """A signal carrying ``value``: an expression used in several places is built once (Amaranth
-    does not share equal subexpressions)."""
-    value = Value.cast(value)
-    sig = Signal(value.shape(), name=name)
-    m.d.comb += sig.eq(value)
-    return sig
-
-
-def _sg(neurons, u) -> Value:
-    return surrogate(u, neurons.theta, neurons.lut, neurons.lut_shift)
-
-
-def _rows(arr, lanes: int, words_per_row: int):
-    """Initial contents of a lane memory from a 2-D array (rows x columns), zero-padded."""
-    out = []
-    for row in arr:
-        for w in range(words_per_row):
-            lane = [int(row[w * lanes + k]) if w * lanes + k < len(row) else 0 for k in range(lanes)]
-            out.append(lane)
-    return out
-
-
-class LIFLayer(wiring.Component):
+class LIFLayer(LayerBase):
     """One LIF hidden layer and its spiking classifier (see the module docstring).
 
     ``ev`` reads the input event list (``ev_count`` entries): ``{index, value}`` for pixels or
@@ -75,49 +51,16 @@ class LIFLayer(wiring.Component):
     ``finish`` runs the end-of-sample cleanup; ``done`` pulses when either is over.
     """
 
+    PHASES = ("FWD", "COMPACT", "CFWD", "LIVE", "CLIVE", "CDRAW", "BACKPROP", "CUPD", "HUPD", "CFTRACE", "FTRACE")
+
     def __init__(self, spec: NetworkSpec, index: int, lanes: int, params: LayerParams, regions: dict[str, int], ev_shape, ev_depth: int, lfsr_seeds: tuple[int, int]) -> None:
-        self.g = G = _Layer(spec, index)
-        if G.model != "lif":
+        if spec.layers[index].neuron.model != "lif":
             raise ValueError("LIFLayer needs a layer of 'lif' neurons")
-        self.spec = spec
-        self.index = index
-        self.lanes = L = lanes
-        self.log2l = log2_exact(lanes)
-        self.N, self.C, self.fan_in = G.size, G.classes, G.fan_in
-        self.wpr = -(-self.N // L)  # words per row of w (and of the neuron state)
-        self.cpr = -(-self.C // L)  # words per row of the classifier weights
-        self.params = params
-        self.regions = regions
-        self.binary = G.raw_frac == 0 and G.x_max == 1
-        self.rule = spec.learning.rule if spec.layers[index].learn else "none"
+        super().__init__(spec, index, lanes, params, regions, ev_shape, ev_depth, unsigned((spec.timesteps + 1).bit_length()))
         self.lfsr_seeds = lfsr_seeds
-        self.lr_base = {"hid": (G.shift - spec.learning.lr_shift) if G.shift is not None else 0,
-                        "clf": (G.clf_shift - spec.learning.lr_shift) if G.clf_shift is not None else 0}
-        T = spec.timesteps
-        self.idx_bits = max((self.N - 1).bit_length(), 1)
         # the stochastic-rounding streams round:<l> and round:<l>.clf (the top reads and seeds them)
         self.lfsrs = (LFSR(spec.lfsr.width, lfsr_seeds[0], steps=(1, self.N)), LFSR(spec.lfsr.width, lfsr_seeds[1], steps=(1, self.C))) if self.rule in ("ell", "fell") else None
-        super().__init__({
-            "start": In(1),
-            "finish": In(1),
-            "done": Out(1),
-            "busy": Out(1),
-            "t": In(range(T + 1)),
-            "label": In(range(self.C + 1)),
-            "label_valid": In(1),
-            "learn": In(1),
-            "lr_shift": In(range(64)),
-            "ev": In(memory.ReadPort.Signature(addr_width=max((ev_depth - 1).bit_length(), 1), shape=ev_shape)),
-            "ev_count": In(range(ev_depth + 1)),
-            "spk": Out(memory.ReadPort.Signature(addr_width=max((self.N - 1).bit_length(), 1), shape=unsigned(self.idx_bits))),
-            "spk_count": Out(range(self.N + 1)),
-            "clf_spikes": Out(self.C),
-            "counts": Out(data.ArrayLayout(unsigned((T + 1).bit_length()), self.C)),
-            "dbg": In(dbg_signature()),
-            "phase_cycles": Out(data.ArrayLayout(unsigned(32), len(self.PHASES))),
-        })
 
-    PHASES = ("FWD", "COMPACT", "CFWD", "LIVE", "CLIVE", "CDRAW", "BACKPROP", "CUPD", "HUPD", "CFTRACE", "FTRACE")
 
     def _factor(self, neurons, u_old) -> Value:
         """FELL's ``c = du[t]/du[t-1] = D(1 - theta lut(u[t-1]))`` in the trace format's
@@ -178,7 +121,6 @@ class LIFLayer(wiring.Component):
         mems = {"w": wmem, "u": umem, "o": omem, "cw": cwmem, "cu": cumem, "co": comem}
         fields = {}
         if learns:
-            lrn = self.spec.learning
             wl = self.spec.layers[self.index]
             rbits = self.spec.lfsr.width if (wl.weight.rounding == "stochastic" or wl.classifier.weight.rounding == "stochastic") else 1
             dl_layout = data.StructLayout({"d": fmt_shape(G.efmt), "r": unsigned(rbits)})
@@ -194,14 +136,8 @@ class LIFLayer(wiring.Component):
             facmem = LaneMemory(m, "fac", fac_shape, L, WPR)
             cfacmem = LaneMemory(m, "cfac", fac_shape, L, CPR)
             xbits = max(G.x_max.bit_length(), 1)
-            cur_layout = data.StructLayout({"first": unsigned((tmax + 1).bit_length()), "last": unsigned((tmax + 1).bit_length()), "x": unsigned(xbits)})
-            ccur_layout = data.StructLayout({"first": unsigned((tmax + 1).bit_length()), "last": unsigned((tmax + 1).bit_length())})
-            curmem = LaneMemory(m, "cur", cur_layout, 1, self.fan_in)
-            ccurmem = LaneMemory(m, "ccur", ccur_layout, 1, N)
-            live = LaneMemory(m, "live", unsigned(max((self.fan_in - 1).bit_length(), 1)), 1, self.fan_in)
-            clive = LaneMemory(m, "clive", unsigned(self.idx_bits), 1, N)
-            n_live = Signal(range(self.fan_in + 1))
-            n_clive = Signal(range(N + 1))
+            curmem, live, n_live = make_live(m, "in", self.fan_in, tmax, xbits)
+            ccurmem, clive, n_clive = make_live(m, "hid", N, tmax, None)
             mems.update({"e": emem, "ce": cemem})
 
         # ---- per-class registers ---------------------------------------------------------------
@@ -432,40 +368,8 @@ class LIFLayer(wiring.Component):
                 if fell:
                     m.d.comb += [facmem.wr.addr.eq(s2.outer), facmem.wr.en.eq(Const(-1, L))]
 
-        # ---- COMPACT: the spike list, one spike per clock, words read ahead ---------------------
-        # A word's spike bits are used in the clock they arrive; the next word is read as soon as
-        # the current one will be empty after this clock's spike.
-        cw_next = Signal(range(WPR + 1))
-        pending = Signal()
-        pend_word = Signal(range(WPR + 1))
-        mask = Signal(L)
-        mword = Signal(range(WPR + 1))
-        cur_mask = Signal(L)
-        cur_word = Signal(range(WPR + 1))
-        m.d.comb += [
-            cur_mask.eq(Mux(pending, Cat(*[omem.rd.data[k] for k in range(L)]), mask)),
-            cur_word.eq(Mux(pending, pend_word, mword)),
-        ]
-        low = Signal(range(L))
-        for k in reversed(range(L)):
-            with m.If(cur_mask[k]):
-                m.d.comb += low.eq(k)
-        fire = cur_mask != 0
-        mask_after = Signal(L)
-        m.d.comb += mask_after.eq(cur_mask & ~(Const(1, L) << low))
-        issue = Signal()
-        m.d.comb += issue.eq(in_compact & (mask_after == 0) & (cw_next < WPR))
-        m.d.comb += compact_done.eq((cw_next == WPR) & (mask_after == 0))
-        with m.If(fwd.done):
-            m.d.sync += [cw_next.eq(0), pending.eq(0), mask.eq(0), spk_count.eq(0)]
-        with m.If(in_compact):
-            with m.If(issue):
-                m.d.comb += omem.rd.addr.eq(cw_next)
-                m.d.sync += [cw_next.eq(cw_next + 1), pend_word.eq(cw_next)]
-            m.d.sync += [pending.eq(issue), mask.eq(mask_after), mword.eq(cur_word)]
-            with m.If(fire):
-                m.d.comb += [spk.wr.addr.eq(spk_count), spk.wr.data[0].eq(cur_word * L + low), spk.wr.en.eq(1)]
-                m.d.sync += spk_count.eq(spk_count + 1)
+        # ---- COMPACT: the spike list -----------------------------------------------------------
+        build_compact(m, omem, spk, WPR, L, in_compact, fwd.done, spk_count, compact_done)
 
         # ---- CFWD: the classifier, and delta^a_k = (o^a_k - y_k) lut(u^a_k) --------------------
         s0, s1, s2 = cfwd.s
@@ -517,33 +421,8 @@ class LIFLayer(wiring.Component):
 
         # ---- LIVE / CLIVE (FELL): rows whose traces can be nonzero ------------------------------
         if fell:
-            for lp_, src_rd_addr, src_j, curm, lst, n_l, has_x in (
-                (lv, None, ev_j, curmem, live, n_live, True),
-                (clv, spk_rd_addr, spk.rd.data[0], ccurmem, clive, n_clive, False),
-            ):
-                s0, s1, s2 = lp_.s
-                jreg = Signal(len(Value.cast(src_j)), name=f"{lp_.s[0].valid.name}_j")
-                xreg = Signal(xbits, name=f"{lp_.s[0].valid.name}_x") if has_x else None
-                with m.If(s0.valid):
-                    if src_rd_addr is None:
-                        m.d.comb += self.ev.addr.eq(s0.outer)
-                    else:
-                        m.d.comb += src_rd_addr.eq(s0.outer)
-                with m.If(s1.valid):
-                    m.d.comb += curm.rd.addr.eq(src_j)
-                m.d.sync += jreg.eq(src_j)
-                if has_x:
-                    m.d.sync += xreg.eq(ev_x)
-                with m.If(s2.valid):
-                    c0 = curm.rd.data[0]
-                    new = c0["first"] == 0
-                    m.d.comb += [curm.wr.addr.eq(jreg), curm.wr.en.eq(1)]
-                    m.d.comb += [curm.wr.data[0]["first"].eq(Mux(new, t1, c0["first"])), curm.wr.data[0]["last"].eq(t1)]
-                    if has_x:
-                        m.d.comb += curm.wr.data[0]["x"].eq(xreg)
-                    with m.If(new):
-                        m.d.comb += [lst.wr.addr.eq(n_l), lst.wr.data[0].eq(jreg), lst.wr.en.eq(1)]
-                        m.d.sync += n_l.eq(n_l + 1)
+            build_live(m, lv, self.ev.addr, ev_j, ev_x, curmem, live, n_live, t1)
+            build_live(m, clv, spk_rd_addr, spk.rd.data[0], None, ccurmem, clive, n_clive, t1)
 
         # ---- BACKPROP: delta_i = fit_E(R_E(lut(u_i) * sum_k w^a_ik delta^a_k)) -------------------
         if learns:
@@ -641,12 +520,8 @@ class LIFLayer(wiring.Component):
                         value, _ = fit(wm.rd.data[k] + change, wfmt)
                         m.d.comb += wm.wr.data[k].eq(value)
             # end of sample: forget which rows were live
-            for lp_, lst, curm in ((clr, live, curmem), (cclr, clive, ccurmem)):
-                s0, s1, s2 = lp_.s
-                with m.If(s0.valid):
-                    m.d.comb += lst.rd.addr.eq(s0.outer)
-                with m.If(s1.valid):
-                    m.d.comb += [curm.wr.addr.eq(lst.rd.data[0]), curm.wr.en.eq(1), curm.wr.data.eq(0)]
+            build_clear(m, clr, live, curmem)
+            build_clear(m, cclr, clive, ccurmem)
 
         # the spike list: read by this layer while busy, by the next stage otherwise
         m.d.comb += [
@@ -655,58 +530,3 @@ class LIFLayer(wiring.Component):
             self.spk.data.eq(spk.rd.data[0]),
         ]
         return m
-
-    def _debug_port(self, m: Module, mems: dict, fields: dict) -> None:
-        """Bus access to the layer's memories (only while the layer is idle).
-
-        A read drives the word address and acknowledges with the lane's value one clock later;
-        a write is acknowledged at once. A request still present in the clock after its
-        acknowledgement is a new request (back-to-back accesses, as in Wishbone classic).
-        """
-        dbg = self.dbg
-        L = self.lanes
-        phase = Signal(name="dbg_phase")  # 0: free, 1: the read data arrive in this clock
-        sel_lane = Signal(max(self.log2l, 1), name="dbg_lane")
-        sel_region = Signal.like(dbg.region, name="dbg_region")
-        word = dbg.index >> self.log2l
-        lane = dbg.index[: self.log2l] if self.log2l else Const(0, 1)
-        ours = Signal(name="dbg_ours")
-        m.d.comb += ours.eq(0)
-        for key, mem in mems.items():
-            if key not in self.regions:
-                continue
-            with m.If(dbg.region == self.regions[key]):
-                m.d.comb += ours.eq(1)
-        with m.Switch(phase):
-            with m.Case(0):
-                with m.If(ours & dbg.r_en):
-                    for key, mem in mems.items():
-                        if key in self.regions:
-                            with m.If(dbg.region == self.regions[key]):
-                                m.d.comb += mem.rd.addr.eq(word)
-                    m.d.sync += [phase.eq(1), sel_lane.eq(lane), sel_region.eq(dbg.region)]
-                with m.Elif(ours & dbg.w_en):
-                    for key, mem in mems.items():
-                        if key in self.regions:
-                            with m.If(dbg.region == self.regions[key]):
-                                # read-modify-write of one field needs the rest of the element:
-                                # struct memories are written whole, with the other field kept 0
-                                # only for the registers a bus user may write (u, o, weights)
-                                m.d.comb += [mem.wr.addr.eq(word), mem.wr.en.eq(Const(1, L) << lane)]
-                                f = fields.get(key)
-                                for k in range(L):
-                                    if f is None:
-                                        m.d.comb += mem.wr.data[k].eq(dbg.w_data[: len(Value.cast(mem.wr.data[k]))])
-                                    else:
-                                        m.d.comb += mem.wr.data[k][f].eq(dbg.w_data[: len(Value.cast(mem.wr.data[k][f]))])
-                    m.d.comb += dbg.ack.eq(1)
-            with m.Case(1):
-                for key, mem in mems.items():
-                    if key in self.regions:
-                        with m.If(sel_region == self.regions[key]):
-                            f = fields.get(key)
-                            lanes = [mem.rd.data[k] if f is None else mem.rd.data[k][f] for k in range(L)]
-                            v = Array(Value.cast(x) for x in lanes)[sel_lane]
-                            m.d.comb += dbg.r_data.eq(v.as_signed() if Value.cast(lanes[0]).shape().signed else v)
-                m.d.comb += dbg.ack.eq(1)
-                m.d.sync += phase.eq(0)

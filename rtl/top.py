@@ -19,13 +19,13 @@ registers (:data:`REGISTERS`), regions from 1 the layers' memories, element by e
 
 from __future__ import annotations
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, unsigned
-from amaranth.lib import data, memory, stream, wiring
+from amaranth import Array, Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from localsnn.golden.lfsr import stream_seed
 from localsnn.golden.params import Params, init_params
-from localsnn.rtl.common import INDEX_BITS, REGION_BITS, LaneMemory, dbg_signature, log2_exact
+from localsnn.rtl.common import INDEX_BITS, REGION_BITS, LaneMemory, log2_exact
 from localsnn.rtl.lfsr import LFSR
 from localsnn.rtl.lif import LIFLayer
 from localsnn.rtl.loop import Loop

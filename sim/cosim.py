@@ -76,7 +76,7 @@ def cosimulate(
         here = Path(__file__).parent
         try:
             res = run_cocotb(text, "localsnn_top", here / "cocotb_top.py", job, extra_env={"LOCALSNN_JOB": str(job)}, waves=waves, timeout_s=timeout_s)
-        except CocotbTestFailure as err:
+        except CocotbTestFailure:
             report = job / "report.json"
             if report.is_file():
                 mismatch = json.loads(report.read_text()).get("mismatch")

@@ -1,0 +1,223 @@
+"""What every layer engine shares: the common ports, the debug-bus port, and the building
+blocks of its phases (spike-list compaction, live-row tracking)."""
+
+from __future__ import annotations
+
+from amaranth import Array, Cat, Const, Module, Mux, Signal, Value, unsigned
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from localsnn.golden.model import _Layer
+from localsnn.golden.params import LayerParams
+from localsnn.rtl.common import LaneMemory, dbg_signature, log2_exact
+from localsnn.rtl.neuron import surrogate
+from localsnn.spec import NetworkSpec
+
+
+def _wire(m: Module, value, name: str) -> Signal:
+    """A signal carrying ``value``: an expression used in several places is built once (Amaranth
+    does not share equal subexpressions)."""
+    value = Value.cast(value)
+    sig = Signal(value.shape(), name=name)
+    m.d.comb += sig.eq(value)
+    return sig
+
+
+def _sg(neurons, u) -> Value:
+    return surrogate(u, neurons.theta, neurons.lut, neurons.lut_shift)
+
+
+def _rows(arr, lanes: int, words_per_row: int):
+    """Initial contents of a lane memory from a 2-D array (rows x columns), zero-padded."""
+    out = []
+    for row in arr:
+        for w in range(words_per_row):
+            lane = [int(row[w * lanes + k]) if w * lanes + k < len(row) else 0 for k in range(lanes)]
+            out.append(lane)
+    return out
+
+
+class LayerBase(wiring.Component):
+    """Ports every layer has (see ``rtl/lif.py``): control (``start`` one step ``t``, ``finish``
+    the sample, ``done``), the input event list ``ev``, the spike list ``spk`` for the next
+    stage, the per-class ``counts`` for the decision, ``dbg`` for the register bus and
+    ``phase_cycles`` for the benchmark."""
+
+    PHASES: tuple[str, ...] = ()
+
+    def __init__(self, spec: NetworkSpec, index: int, lanes: int, params: LayerParams, regions: dict[str, int], ev_shape, ev_depth: int, counts_shape) -> None:
+        self.g = G = _Layer(spec, index)
+        self.spec = spec
+        self.index = index
+        self.lanes = L = lanes
+        self.log2l = log2_exact(lanes)
+        self.N, self.C, self.fan_in = G.size, G.classes, G.fan_in
+        self.wpr = -(-self.N // L)  # words per row of w (and of the neuron state)
+        self.cpr = -(-self.C // L)  # words per row of the classifier weights
+        self.params = params
+        self.regions = regions
+        self.binary = G.raw_frac == 0 and G.x_max == 1
+        self.rule = spec.learning.rule if spec.layers[index].learn else "none"
+        self.lr_base = {"hid": (G.shift - spec.learning.lr_shift) if G.shift is not None else 0,
+                        "clf": (G.clf_shift - spec.learning.lr_shift) if G.clf_shift is not None else 0}
+        self.idx_bits = max((self.N - 1).bit_length(), 1)
+        T = spec.timesteps
+        super().__init__({
+            "start": In(1),
+            "finish": In(1),
+            "done": Out(1),
+            "busy": Out(1),
+            "t": In(range(T + 1)),
+            "label": In(range(self.C + 1)),
+            "label_valid": In(1),
+            "learn": In(1),
+            "lr_shift": In(range(64)),
+            "ev": In(memory.ReadPort.Signature(addr_width=max((ev_depth - 1).bit_length(), 1), shape=ev_shape)),
+            "ev_count": In(range(ev_depth + 1)),
+            "spk": Out(memory.ReadPort.Signature(addr_width=max((self.N - 1).bit_length(), 1), shape=unsigned(self.idx_bits))),
+            "spk_count": Out(range(self.N + 1)),
+            "clf_spikes": Out(self.C),
+            "counts": Out(data.ArrayLayout(counts_shape, self.C)),
+            "dbg": In(dbg_signature()),
+            "phase_cycles": Out(data.ArrayLayout(unsigned(32), max(len(self.PHASES), 1))),
+        })
+
+    def _debug_port(self, m: Module, mems: dict, fields: dict) -> None:
+        """Bus access to the layer's memories (only while the layer is idle).
+
+        A read drives the word address and acknowledges with the lane's value one clock later;
+        a write is acknowledged at once. A request still present in the clock after its
+        acknowledgement is a new request (back-to-back accesses, as in Wishbone classic).
+        """
+        dbg = self.dbg
+        L = self.lanes
+        phase = Signal(name="dbg_phase")  # 0: free, 1: the read data arrive in this clock
+        sel_lane = Signal(max(self.log2l, 1), name="dbg_lane")
+        sel_region = Signal.like(dbg.region, name="dbg_region")
+        word = dbg.index >> self.log2l
+        lane = dbg.index[: self.log2l] if self.log2l else Const(0, 1)
+        ours = Signal(name="dbg_ours")
+        m.d.comb += ours.eq(0)
+        for key, mem in mems.items():
+            if key not in self.regions:
+                continue
+            with m.If(dbg.region == self.regions[key]):
+                m.d.comb += ours.eq(1)
+        with m.Switch(phase):
+            with m.Case(0):
+                with m.If(ours & dbg.r_en):
+                    for key, mem in mems.items():
+                        if key in self.regions:
+                            with m.If(dbg.region == self.regions[key]):
+                                m.d.comb += mem.rd.addr.eq(word)
+                    m.d.sync += [phase.eq(1), sel_lane.eq(lane), sel_region.eq(dbg.region)]
+                with m.Elif(ours & dbg.w_en):
+                    for key, mem in mems.items():
+                        if key in self.regions:
+                            with m.If(dbg.region == self.regions[key]):
+                                # read-modify-write of one field needs the rest of the element:
+                                # struct memories are written whole, with the other field kept 0
+                                # only for the registers a bus user may write (u, o, weights)
+                                m.d.comb += [mem.wr.addr.eq(word), mem.wr.en.eq(Const(1, L) << lane)]
+                                f = fields.get(key)
+                                for k in range(L):
+                                    if f is None:
+                                        m.d.comb += mem.wr.data[k].eq(dbg.w_data[: len(Value.cast(mem.wr.data[k]))])
+                                    else:
+                                        m.d.comb += mem.wr.data[k][f].eq(dbg.w_data[: len(Value.cast(mem.wr.data[k][f]))])
+                    m.d.comb += dbg.ack.eq(1)
+            with m.Case(1):
+                for key, mem in mems.items():
+                    if key in self.regions:
+                        with m.If(sel_region == self.regions[key]):
+                            f = fields.get(key)
+                            lanes = [mem.rd.data[k] if f is None else mem.rd.data[k][f] for k in range(L)]
+                            v = Array(Value.cast(x) for x in lanes)[sel_lane]
+                            m.d.comb += dbg.r_data.eq(v.as_signed() if Value.cast(lanes[0]).shape().signed else v)
+                m.d.comb += dbg.ack.eq(1)
+                m.d.sync += phase.eq(0)
+
+
+def build_compact(m: Module, omem: LaneMemory, spk: LaneMemory, words: int, L: int, active, reset, spk_count, done) -> None:
+    """COMPACT: the indices of the set bits of ``omem`` (``words`` words of ``L`` bits) written
+    to the list ``spk``, one per clock; the next word is read ahead. ``reset`` pulses before
+    ``active`` goes high; ``done`` is high in the clock the last index is written."""
+    next_word = Signal(range(words + 1))
+    pending = Signal()
+    pend_word = Signal(range(words + 1))
+    mask = Signal(L)
+    mword = Signal(range(words + 1))
+    cur_mask = Signal(L)
+    cur_word = Signal(range(words + 1))
+    m.d.comb += [
+        cur_mask.eq(Mux(pending, Cat(*[omem.rd.data[k] for k in range(L)]), mask)),
+        cur_word.eq(Mux(pending, pend_word, mword)),
+    ]
+    low = Signal(range(L))
+    for k in reversed(range(L)):
+        with m.If(cur_mask[k]):
+            m.d.comb += low.eq(k)
+    fire = cur_mask != 0
+    mask_after = Signal(L)
+    m.d.comb += mask_after.eq(cur_mask & ~(Const(1, L) << low))
+    issue = Signal()
+    m.d.comb += issue.eq(active & (mask_after == 0) & (next_word < words))
+    m.d.comb += done.eq((next_word == words) & (mask_after == 0))
+    with m.If(reset):
+        m.d.sync += [next_word.eq(0), pending.eq(0), mask.eq(0), spk_count.eq(0)]
+    with m.If(active):
+        with m.If(issue):
+            m.d.comb += omem.rd.addr.eq(next_word)
+            m.d.sync += [next_word.eq(next_word + 1), pend_word.eq(next_word)]
+        m.d.sync += [pending.eq(issue), mask.eq(mask_after), mword.eq(cur_word)]
+        with m.If(fire):
+            m.d.comb += [spk.wr.addr.eq(spk_count), spk.wr.data[0].eq(cur_word * L + low), spk.wr.en.eq(1)]
+            m.d.sync += spk_count.eq(spk_count + 1)
+
+
+def make_live(m: Module, name: str, rows: int, timesteps: int, xbits: int | None):
+    """The live-row tracker of a sample: ``cur[j]`` holds the stamps (step + 1) of the first and
+    the last step row ``j`` was active in (0: not yet), and its value when ``xbits``; ``live``
+    lists the rows in order of first activity. Returns (cur, live, count)."""
+    sb = (timesteps + 1).bit_length()
+    fields = {"first": unsigned(sb), "last": unsigned(sb)}
+    if xbits:
+        fields["x"] = unsigned(xbits)
+    cur = LaneMemory(m, f"{name}_cur", data.StructLayout(fields), 1, rows)
+    live = LaneMemory(m, f"{name}_live", unsigned(max((rows - 1).bit_length(), 1)), 1, rows)
+    count = Signal(range(rows + 1), name=f"{name}_n_live")
+    return cur, live, count
+
+
+def build_live(m: Module, loop, src_addr, src_j, src_x, curm: LaneMemory, lst: LaneMemory, n_l, stamp) -> None:
+    """LIVE: for each entry of a list (events or spikes, read through ``src_addr``), stamp its
+    row in ``cur`` and append the row to ``lst`` the first time it is seen in the sample."""
+    s0, s1, s2 = loop.s
+    jreg = Signal(len(Value.cast(src_j)), name=f"{s0.valid.name}_j")
+    xreg = Signal(len(Value.cast(src_x)), name=f"{s0.valid.name}_x") if src_x is not None else None
+    with m.If(s0.valid):
+        m.d.comb += src_addr.eq(s0.outer)
+    with m.If(s1.valid):
+        m.d.comb += curm.rd.addr.eq(src_j)
+    m.d.sync += jreg.eq(src_j)
+    if xreg is not None:
+        m.d.sync += xreg.eq(src_x)
+    with m.If(s2.valid):
+        c0 = curm.rd.data[0]
+        new = c0["first"] == 0
+        m.d.comb += [curm.wr.addr.eq(jreg), curm.wr.en.eq(1)]
+        m.d.comb += [curm.wr.data[0]["first"].eq(Mux(new, stamp, c0["first"])), curm.wr.data[0]["last"].eq(stamp)]
+        if xreg is not None:
+            m.d.comb += curm.wr.data[0]["x"].eq(xreg)
+        with m.If(new):
+            m.d.comb += [lst.wr.addr.eq(n_l), lst.wr.data[0].eq(jreg), lst.wr.en.eq(1)]
+            m.d.sync += n_l.eq(n_l + 1)
+
+
+def build_clear(m: Module, loop, lst: LaneMemory, curm: LaneMemory) -> None:
+    """End of sample: forget the stamps of every live row."""
+    s0, s1, _ = loop.s
+    with m.If(s0.valid):
+        m.d.comb += lst.rd.addr.eq(s0.outer)
+    with m.If(s1.valid):
+        m.d.comb += [curm.wr.addr.eq(lst.rd.data[0]), curm.wr.en.eq(1), curm.wr.data.eq(0)]
