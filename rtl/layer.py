@@ -82,58 +82,51 @@ class LayerBase(wiring.Component):
             "phase_cycles": Out(data.ArrayLayout(unsigned(32), max(len(self.PHASES), 1))),
         })
 
-    def _debug_port(self, m: Module, mems: dict, fields: dict) -> None:
+    def _debug_port(self, m: Module, mems: dict) -> None:
         """Bus access to the layer's memories (only while the layer is idle).
 
+        Element ``index`` of a memory of ``n`` lanes is lane ``index mod n`` of word ``index // n``.
         A read drives the word address and acknowledges with the lane's value one clock later;
         a write is acknowledged at once. A request still present in the clock after its
         acknowledgement is a new request (back-to-back accesses, as in Wishbone classic).
         """
         dbg = self.dbg
-        L = self.lanes
         phase = Signal(name="dbg_phase")  # 0: free, 1: the read data arrive in this clock
-        sel_lane = Signal(max(self.log2l, 1), name="dbg_lane")
+        sel_index = Signal.like(dbg.index, name="dbg_sel_index")
         sel_region = Signal.like(dbg.region, name="dbg_region")
-        word = dbg.index >> self.log2l
-        lane = dbg.index[: self.log2l] if self.log2l else Const(0, 1)
         ours = Signal(name="dbg_ours")
         m.d.comb += ours.eq(0)
-        for key, mem in mems.items():
-            if key not in self.regions:
-                continue
+        mine = {key: mem for key, mem in mems.items() if key in self.regions}
+        for key in mine:
             with m.If(dbg.region == self.regions[key]):
                 m.d.comb += ours.eq(1)
+
+        def split(index, mem):
+            k = log2_exact(mem.lanes)
+            return index >> k, (index[:k] if k else Const(0, 1))
+
         with m.Switch(phase):
             with m.Case(0):
                 with m.If(ours & dbg.r_en):
-                    for key, mem in mems.items():
-                        if key in self.regions:
-                            with m.If(dbg.region == self.regions[key]):
-                                m.d.comb += mem.rd.addr.eq(word)
-                    m.d.sync += [phase.eq(1), sel_lane.eq(lane), sel_region.eq(dbg.region)]
+                    for key, mem in mine.items():
+                        with m.If(dbg.region == self.regions[key]):
+                            m.d.comb += mem.rd.addr.eq(split(dbg.index, mem)[0])
+                    m.d.sync += [phase.eq(1), sel_index.eq(dbg.index), sel_region.eq(dbg.region)]
                 with m.Elif(ours & dbg.w_en):
-                    for key, mem in mems.items():
-                        if key in self.regions:
-                            with m.If(dbg.region == self.regions[key]):
-                                # read-modify-write of one field needs the rest of the element:
-                                # struct memories are written whole, with the other field kept 0
-                                # only for the registers a bus user may write (u, o, weights)
-                                m.d.comb += [mem.wr.addr.eq(word), mem.wr.en.eq(Const(1, L) << lane)]
-                                f = fields.get(key)
-                                for k in range(L):
-                                    if f is None:
-                                        m.d.comb += mem.wr.data[k].eq(dbg.w_data[: len(Value.cast(mem.wr.data[k]))])
-                                    else:
-                                        m.d.comb += mem.wr.data[k][f].eq(dbg.w_data[: len(Value.cast(mem.wr.data[k][f]))])
+                    for key, mem in mine.items():
+                        with m.If(dbg.region == self.regions[key]):
+                            word, lane = split(dbg.index, mem)
+                            m.d.comb += [mem.wr.addr.eq(word), mem.wr.en.eq(Const(1, mem.lanes) << lane)]
+                            for k in range(mem.lanes):
+                                m.d.comb += mem.wr.data[k].eq(dbg.w_data[: len(Value.cast(mem.wr.data[k]))])
                     m.d.comb += dbg.ack.eq(1)
             with m.Case(1):
-                for key, mem in mems.items():
-                    if key in self.regions:
-                        with m.If(sel_region == self.regions[key]):
-                            f = fields.get(key)
-                            lanes = [mem.rd.data[k] if f is None else mem.rd.data[k][f] for k in range(L)]
-                            v = Array(Value.cast(x) for x in lanes)[sel_lane]
-                            m.d.comb += dbg.r_data.eq(v.as_signed() if Value.cast(lanes[0]).shape().signed else v)
+                for key, mem in mine.items():
+                    with m.If(sel_region == self.regions[key]):
+                        _, lane = split(sel_index, mem)
+                        v = Array(Value.cast(mem.rd.data[k]) for k in range(mem.lanes))[lane]
+                        signed_ = Value.cast(mem.rd.data[0]).shape().signed
+                        m.d.comb += dbg.r_data.eq(v.as_signed() if signed_ else v)
                 m.d.comb += dbg.ack.eq(1)
                 m.d.sync += phase.eq(0)
 

@@ -119,14 +119,12 @@ class LIFLayer(LayerBase):
         comem = LaneMemory(m, "co", unsigned(1), L, CPR)
         spk = LaneMemory(m, "spikes", unsigned(self.idx_bits), 1, N)
         mems = {"w": wmem, "u": umem, "o": omem, "cw": cwmem, "cu": cumem, "co": comem}
-        fields = {}
         if learns:
             wl = self.spec.layers[self.index]
             rbits = self.spec.lfsr.width if (wl.weight.rounding == "stochastic" or wl.classifier.weight.rounding == "stochastic") else 1
             dl_layout = data.StructLayout({"d": fmt_shape(G.efmt), "r": unsigned(rbits)})
             dlmem = LaneMemory(m, "delta", dl_layout, L, WPR)
-            m.submodules.lfsr_h = lfsr_h = self.lfsrs[0]
-            m.submodules.lfsr_c = lfsr_c = self.lfsrs[1]
+            lfsr_h, lfsr_c = self.lfsrs  # submodules of the top, which reads and seeds them
         if fell:
             T_ = G.tfmt
             tmax = self.spec.timesteps
@@ -203,7 +201,7 @@ class LIFLayer(LayerBase):
 
         with m.FSM(name="ctl") as fsm:
             with m.State("IDLE"):
-                self._debug_port(m, mems, fields)
+                self._debug_port(m, mems)
                 with m.If(self.start):
                     m.d.comb += fwd.start.eq(1)
                     for sig in phase_cnt:

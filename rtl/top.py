@@ -27,6 +27,7 @@ from localsnn.golden.lfsr import stream_seed
 from localsnn.golden.params import Params, init_params
 from localsnn.rtl.common import INDEX_BITS, REGION_BITS, LaneMemory, log2_exact
 from localsnn.rtl.lfsr import LFSR
+from localsnn.rtl.decolle import DecolleLayer
 from localsnn.rtl.lif import LIFLayer
 from localsnn.rtl.loop import Loop
 from localsnn.spec import NetworkSpec
@@ -48,7 +49,8 @@ REGISTERS = {
     "PHASE_BASE": (64, "r", "cycles per phase of the last step: 64 + 16*layer + phase"),
 }
 
-MEM_KEYS = ("w", "u", "o", "cw", "cu", "co", "e", "ce")
+#: the memories of a layer on the bus, region = 1 + 16 * layer + position in this tuple
+MEM_KEYS = ("w", "u", "o", "cw", "cu", "co", "e", "ce", "bias", "r", "p", "q", "h", "y")
 
 
 def bus_signature() -> wiring.Signature:
@@ -78,9 +80,6 @@ class Network(wiring.Component):
         log2_exact(lanes)
         if spec.learning.accumulate != 1:
             raise ValueError(f"learning.accumulate = {spec.learning.accumulate}: the RTL applies updates every step; use 1")
-        for i, layer in enumerate(spec.layers):
-            if layer.neuron.model != "lif":
-                raise ValueError(f"layers[{i}]: the RTL generator does not build {layer.neuron.model!r} neurons yet")
         self.spec = spec
         self.lanes = lanes
         self.params = params if params is not None else init_params(spec)
@@ -93,7 +92,7 @@ class Network(wiring.Component):
             "bus": In(bus_signature()),
         })
         # regions: 1 + 8 * layer + key
-        self.layer_regions = [{k: 1 + 8 * i + n for n, k in enumerate(MEM_KEYS)} for i in range(len(spec.layers))]
+        self.layer_regions = [{k: 1 + 16 * i + n for n, k in enumerate(MEM_KEYS)} for i in range(len(spec.layers))]
         seeds = {name: stream_seed(spec.lfsr.seed, name, spec.lfsr.width) for name in lfsr_names(spec)}
         self.seeds = seeds
         enc = spec.encoding
@@ -106,12 +105,14 @@ class Network(wiring.Component):
         for i in range(len(spec.layers)):
             ev_shape = self.ev0_shape if i == 0 else unsigned(max((spec.layers[i - 1].size - 1).bit_length(), 1))
             ev_depth = spec.inputs if i == 0 else spec.layers[i - 1].size
-            self.layers.append(LIFLayer(spec, i, lanes, self.params.layers[i], self.layer_regions[i], ev_shape, ev_depth, (seeds[f"round:{i}"], seeds[f"round:{i}.clf"])))
+            engine = DecolleLayer if spec.layers[i].neuron.model == "decolle" else LIFLayer
+            self.layers.append(engine(spec, i, lanes, self.params.layers[i], self.layer_regions[i], ev_shape, ev_depth, (seeds[f"round:{i}"], seeds[f"round:{i}.clf"])))
 
     def memory_map(self) -> list[dict]:
         out = [{"name": "registers", "region": 0, "registers": {k: {"index": v[0], "access": v[1], "meaning": v[2]} for k, v in REGISTERS.items()}}]
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
             out += layer.memory_map()
+            out.append({"name": f"layer{i}.phases", "phases": list(layer.PHASES), "registers_from": REGISTERS["PHASE_BASE"][0] + 16 * i})
         return out
 
     def elaborate(self, platform):
@@ -140,6 +141,10 @@ class Network(wiring.Component):
         lfsrs = [enc_lfsr]
         for layer in self.layers:
             lfsrs += list(layer.lfsrs) if layer.lfsrs is not None else [None, None]
+        for i, layer in enumerate(self.layers):
+            for k, lf in enumerate(layer.lfsrs or ()):
+                if lf is not None:
+                    m.submodules[f"lfsr_{i}_{k}"] = lf
 
         # ---- control registers -----------------------------------------------------------------
         lo, hi = spec.lr_shift_range()
@@ -170,7 +175,7 @@ class Network(wiring.Component):
         sample_counter = Signal(32)
         counting = Signal()
         best = Signal(range(C))
-        best_count = Signal(len(self.layers[-1].counts[0]))
+        best_count = Signal(self.layers[-1].counts[0].shape())
         scan = Signal(range(C + 1))
         start_layer = Array(layer.start for layer in self.layers)
         done_layer = Array(layer.done for layer in self.layers)

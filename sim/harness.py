@@ -119,6 +119,7 @@ async def check_samples(
     nl = len(spec.layers)
     await chip.write(register(memory_map, "CTRL"), 1 if learn else 0)
     step_cycles_reg = register(memory_map, "STEP_CYCLES")
+    phases = [len(e["phases"]) for e in memory_map if "phases" in e]
     phase_base = register(memory_map, "PHASE_BASE")
     for n, (x, label) in enumerate(samples):
         rec = golden.run_sample(np.asarray(x), label, learn=learn)
@@ -142,8 +143,10 @@ async def check_samples(
                     if g.clf_potential is not None:
                         _check(await read_array(chip, regs[f"layer{i}.clf_u"]), g.clf_potential[t], where, f"layer {i} classifier potential", report)
                         _check(await read_array(chip, regs[f"layer{i}.clf_o"]), g.clf_spikes[t], where, f"layer {i} classifier spike", report)
+                    if g.readout is not None:
+                        _check(await read_array(chip, regs[f"layer{i}.y"]), g.readout[t], where, f"layer {i} readout", report)
             report.step_cycles.append(await chip.read(step_cycles_reg))
-            report.phase_cycles.append([[await chip.read(phase_base + 16 * i + p) for p in range(11)] for i in range(nl)])
+            report.phase_cycles.append([[await chip.read(phase_base + 16 * i + p) for p in range(phases[i])] for i in range(nl)])
             await chip.accept()
             report.steps += 1
         word = await chip.peek()
@@ -157,6 +160,8 @@ async def check_samples(
             where = f"sample {n}, after the last step"
             _check(await read_array(chip, regs[f"layer{i}.w"]), lp.w, where, f"layer {i} weight", report)
             _check(await read_array(chip, regs[f"layer{i}.clf_w"]), lp.clf_w, where, f"layer {i} classifier weight", report)
+            if lp.bias is not None:
+                _check(await read_array(chip, regs[f"layer{i}.bias"]), lp.bias, where, f"layer {i} bias", report)
         report.samples += 1
         if log is not None:
             log(f"sample {n}: equal ({report.compared} values so far), decision {payload}, {report.step_cycles[-1]} cycles in the last step")
