@@ -50,7 +50,7 @@ async def cosim(dut):
     job = Path(os.environ["LOCALSNN_JOB"])
     cfg = json.loads((job / "job.json").read_text())
     spec = specmod.load(job / "spec.toml")
-    params = load_params(job / "params.npz", spec)
+    params = load_params(job / "golden_params.npz", spec)  # the RTL's own are in its memories
     with np.load(job / "samples.npz") as data:
         xs, labels = data["x"], data["labels"]
     samples = [(xs[k], None if labels[k] < 0 else int(labels[k])) for k in range(len(xs))]

@@ -5,6 +5,8 @@ the harness in Verilator against the golden model.
 
 ``samples`` are ``(quantized pixels, label or None)`` pairs. A mismatch raises
 :class:`~localsnn.sim.harness.Mismatch` naming where it happened and both values.
+``golden_params`` (default: ``params``) lets a test give the golden model other parameters than
+the RTL's, to show a difference is caught.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ def cosimulate(
     seed: int = 0,
     waves: bool | None = None,
     timeout_s: float | None = None,
+    golden_params: Params | None = None,
 ) -> CosimReport:
     from localsnn.sim.runner import CocotbTestFailure, run_cocotb
 
@@ -68,7 +71,8 @@ def cosimulate(
     with tempfile.TemporaryDirectory(prefix="localsnn-job-") as tmp:
         job = Path(tmp)
         (job / "spec.toml").write_text(dumps(spec))
-        save_params(params, job / "params.npz", spec)
+        save_params(params, job / "params.npz", spec)  # the RTL's initial memory contents
+        save_params(golden_params if golden_params is not None else params, job / "golden_params.npz", spec)
         xs = np.stack([np.asarray(x, dtype=np.int64) for x, _ in samples])
         labels = np.array([-1 if y is None else int(y) for _, y in samples], dtype=np.int64)
         np.savez(job / "samples.npz", x=xs, labels=labels)
