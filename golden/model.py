@@ -178,6 +178,7 @@ COUNTERS = (
     "updates",  # hidden weights changed by a nonzero amount
     "clf_updates",
     "update_rows",  # rows of w written by learning (one row = the synapses of one input)
+    "error_steps",  # learning steps with a nonzero classifier error (weights may change)
     "overflow_potential",
     "overflow_clf_potential",
     "overflow_weight",
@@ -210,6 +211,10 @@ class SampleRecord:
     layers: list[LayerRecord]
     weights: list[Params] | None = None  # after every step, when asked for
     counters: list[dict[str, int]] = field(default_factory=list)
+    #: cumulative counters after every step (``step_counters[t][layer]``), when recording
+    step_counters: list[list[dict[str, int]]] | None = None
+    #: the first layer's input at every step (pixels or spikes), when recording
+    inputs: np.ndarray | None = None
 
     @property
     def decision(self) -> int:
@@ -296,6 +301,7 @@ class Golden:
         counters = new_counters(nl)
         recs = [self._new_record(L, T) for L in self.layers] if record else None
         weights = [] if record_weights else None
+        step_counters = [] if record else None
         counts = [np.zeros(spec.classes, dtype=np.int64) for _ in self.layers]
         for t in range(T):
             inp = inputs[t]
@@ -323,6 +329,8 @@ class Golden:
                 for st in states:
                     st["view"].flush()
                 weights.append(self.params.copy())
+            if step_counters is not None:
+                step_counters.append([dict(c) for c in counters])
         for st in states:
             st["view"].flush()
         for a, b in zip(self.counters, counters):
@@ -336,7 +344,7 @@ class Golden:
                 layers.append(LayerRecord(counts=counts[i], decision=dec, **r))
             else:
                 layers.append(LayerRecord(None, None, None, None, None, counts[i], dec))
-        return SampleRecord(label=label, layers=layers, weights=weights, counters=counters)
+        return SampleRecord(label=label, layers=layers, weights=weights, counters=counters, step_counters=step_counters, inputs=inputs if record else None)
 
     @staticmethod
     def _new_record(L: _Layer, T: int) -> dict[str, np.ndarray | None]:
@@ -449,6 +457,7 @@ class Golden:
             craw = raw = None
             crows = rows_l = rows
             if da.any():
+                c["error_steps"] += 1
                 # delta^l_i = sigma'(u_i) * sum_k w^a_ik delta^a_k  (eq. 6: du^a/do^l = w^a)
                 g = cview.w.astype(np.int64) @ da
                 dl, over = narrow(g * nrn.sg(u), L.cfmt.frac + 2 * L.f_s - L.efmt.frac, L.efmt)
@@ -500,6 +509,7 @@ class Golden:
         # Y = G S   (random readout, eq. 8)
         Y = lp.clf_w[np.flatnonzero(S)].sum(axis=0, dtype=np.int64)
         if learn:
+            c["error_steps"] += 1  # the DECOLLE error is formed (and used) at every learning step
             rand = self._rand(f"round:{L.index}", L.size, L.wfmt) if apply_now else None
             target = np.zeros(L.classes, dtype=np.int64)
             target[int(label)] = 1 << L.cfmt.frac

