@@ -47,7 +47,7 @@ class LaneMemory:
     def __init__(self, m: Module, name: str, elem_shape, lanes: int, depth: int, *, init=None, region: int | None = None, fields: dict | None = None, writable: bool = True) -> None:
         self.name = name
         self.lanes = lanes
-        self.depth = max(depth, 1)
+        self.depth = max(depth, 2)  # a 1-deep memory would have a 0-bit address (a [-1:0] wire in Verilog)
         self.elem = elem_shape
         self.region = region
         self.fields = fields  # {region: field name} for struct elements shown as several regions

@@ -146,7 +146,7 @@ def build_compact(m: Module, omem: LaneMemory, spk: LaneMemory, words: int, L: i
         cur_mask.eq(Mux(pending, Cat(*[omem.rd.data[k] for k in range(L)]), mask)),
         cur_word.eq(Mux(pending, pend_word, mword)),
     ]
-    low = Signal(range(L))
+    low = Signal(range(max(L, 2)))  # never 0 bits wide
     for k in reversed(range(L)):
         with m.If(cur_mask[k]):
             m.d.comb += low.eq(k)

@@ -23,8 +23,8 @@ from amaranth import Mux, Signal, Value
 class Stage:
     def __init__(self, name: str, outer_max: int, inner_max: int) -> None:
         self.valid = Signal(name=f"{name}_valid")
-        self.outer = Signal(range(max(outer_max, 1)), name=f"{name}_outer")
-        self.inner = Signal(range(max(inner_max, 1)), name=f"{name}_inner")
+        self.outer = Signal(range(max(outer_max, 2)), name=f"{name}_outer")  # never 0 bits wide
+        self.inner = Signal(range(max(inner_max, 2)), name=f"{name}_inner")
         self.first = Signal(name=f"{name}_first")
         self.last = Signal(name=f"{name}_last")
         self.final = Signal(name=f"{name}_final")

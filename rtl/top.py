@@ -363,7 +363,8 @@ class Network(wiring.Component):
                 with m.Case(REGISTERS["LEARN_MASK"][0]):
                     m.d.sync += learn_mask.eq(bus.w_data[:nl])
                 with m.Case(REGISTERS["LR_SHIFT"][0]):
-                    with m.If((bus.w_data >= lo) & (bus.w_data <= hi)):
+                    in_range = (bus.w_data <= hi) if lo == 0 else ((bus.w_data >= lo) & (bus.w_data <= hi))
+                    with m.If(in_range):
                         m.d.sync += lr_shift.eq(bus.w_data)
                 for k, lf in enumerate(lfsrs):
                     if lf is not None:

@@ -6,7 +6,8 @@ the harness in Verilator against the golden model.
 ``samples`` are ``(quantized pixels, label or None)`` pairs. A mismatch raises
 :class:`~localsnn.sim.harness.Mismatch` naming where it happened and both values.
 ``golden_params`` (default: ``params``) lets a test give the golden model other parameters than
-the RTL's, to show a difference is caught.
+the RTL's, to show a difference is caught. ``lint`` first runs ``verilator --lint-only -Wall``
+on the generated Verilog.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def cosimulate(
     timeout_s: float | None = None,
     golden_params: Params | None = None,
     on_progress=None,
+    lint: bool = False,
 ) -> CosimReport:
     from localsnn.sim.runner import CocotbTestFailure, run_cocotb
 
@@ -71,6 +73,12 @@ def cosimulate(
     text, memory_map = generate_verilog(spec, lanes, params)
     with tempfile.TemporaryDirectory(prefix="localsnn-job-") as tmp:
         job = Path(tmp)
+        if lint:  # verilator --lint-only -Wall, with the justified Amaranth waivers only
+            from localsnn.sim.lint import AMARANTH_WAIVERS
+            from localsnn.sim.lint import lint as run_lint
+
+            (job / "localsnn_top.v").write_text(text)
+            run_lint(job / "localsnn_top.v", "localsnn_top", waivers=AMARANTH_WAIVERS)
         (job / "spec.toml").write_text(dumps(spec))
         save_params(params, job / "params.npz", spec)  # the RTL's initial memory contents
         save_params(golden_params if golden_params is not None else params, job / "golden_params.npz", spec)

@@ -52,7 +52,7 @@ def test_rule_encoding_lanes(digits, rule, encoding, net, lanes):
 def test_random_spec(seed):
     _verilator_or_skip()
     spec, lanes = random_spec(seed)
-    report = cosimulate(spec, random_pixels(spec, 3, seed), lanes=lanes, idle=0.2, stall=0.2, seed=seed)
+    report = cosimulate(spec, random_pixels(spec, 3, seed), lanes=lanes, idle=0.2, stall=0.2, seed=seed, lint=True)
     assert report.samples == 3
 
 
