@@ -367,9 +367,5 @@ class DecolleLayer(LayerBase):
             m.d.comb += [pmem.wr.addr.eq(jt), pmem.wr.data[0].eq(p_new), pmem.wr.en.eq(1), qmem.wr.addr.eq(jt), qmem.wr.data[0].eq(q_new), qmem.wr.en.eq(1)]
         build_clear(m, clr, live, curmem)
 
-        m.d.comb += [
-            self.busy.eq(~fsm.ongoing("IDLE")),
-            spk.rd.addr.eq(Mux(self.busy, spk_rd_addr, self.spk.addr)),
-            self.spk.data.eq(spk.rd.data[0]),
-        ]
+        self._share_spike_list(m, fsm, spk, spk_rd_addr)
         return m

@@ -82,6 +82,15 @@ class LayerBase(wiring.Component):
             "phase_cycles": Out(data.ArrayLayout(unsigned(32), max(len(self.PHASES), 1))),
         })
 
+    def _share_spike_list(self, m: Module, fsm, spk: LaneMemory, own_addr) -> None:
+        """``busy`` follows the control FSM; the spike list is read at ``own_addr`` by this layer
+        while it is busy, and through the ``spk`` port by the next stage otherwise."""
+        m.d.comb += [
+            self.busy.eq(~fsm.ongoing("IDLE")),
+            spk.rd.addr.eq(Mux(self.busy, own_addr, self.spk.addr)),
+            self.spk.data.eq(spk.rd.data[0]),
+        ]
+
     def _debug_port(self, m: Module, mems: dict) -> None:
         """Bus access to the layer's memories (only while the layer is idle).
 

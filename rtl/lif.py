@@ -521,10 +521,5 @@ class LIFLayer(LayerBase):
             build_clear(m, clr, live, curmem)
             build_clear(m, cclr, clive, ccurmem)
 
-        # the spike list: read by this layer while busy, by the next stage otherwise
-        m.d.comb += [
-            self.busy.eq(~fsm.ongoing("IDLE")),
-            spk.rd.addr.eq(Mux(self.busy, spk_rd_addr, self.spk.addr)),
-            self.spk.data.eq(spk.rd.data[0]),
-        ]
+        self._share_spike_list(m, fsm, spk, spk_rd_addr)
         return m
