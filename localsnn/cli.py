@@ -299,10 +299,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.target == "rtl":
         _need_rtl("bench")
-        from localsnn.sim.bench import bench_rtl
+        from localsnn.sim.bench import bench_pipeline, bench_rtl
 
         rules = args.rules.split(",") if args.rules else ["none", "ell", "fell", "decolle"]
         bench_rtl(rules=rules, lanes=[int(v) for v in args.lanes.split(",")], samples=min(args.samples, 20))
+        bench_pipeline(rules=rules, samples=min(args.samples, 20))
         return 0
     from localsnn.golden.bench import bench_golden
 

@@ -44,7 +44,7 @@ class LaneMemory:
     words, that is ``row * words_per_row * lanes + column``.
     """
 
-    def __init__(self, m: Module, name: str, elem_shape, lanes: int, depth: int, *, init=None, region: int | None = None, fields: dict | None = None, writable: bool = True) -> None:
+    def __init__(self, m: Module, name: str, elem_shape, lanes: int, depth: int, *, init=None, region: int | None = None, fields: dict | None = None, writable: bool = True, second_read: bool = False) -> None:
         self.name = name
         self.lanes = lanes
         self.depth = max(depth, 2)  # a 1-deep memory would have a 0-bit address (a [-1:0] wire in Verilog)
@@ -60,6 +60,7 @@ class LaneMemory:
         self.wr = self.mem.write_port(granularity=1) if writable else None
         # no read-during-write bypass: no phase reads a word in the cycle it is written
         self.rd = self.mem.read_port()
+        self.rd2 = self.mem.read_port() if second_read else None  # for another stage
 
 
 def elem_value(elem, field: str | None) -> Value:

@@ -89,7 +89,7 @@ class DecolleLayer(LayerBase):
         ymem = LaneMemory(m, "y", signed(ybits), L, CPR)
         idx_in = max((self.fan_in - 1).bit_length(), 1)
         plist = LaneMemory(m, "plist", data.StructLayout({"index": unsigned(idx_in), "value": fmt_shape(P_)}), 1, self.fan_in)
-        spk = LaneMemory(m, "spikes", unsigned(self.idx_bits), 1, N)
+        spk, spk_rd_addr, spk_count, spk_base, spk_publish = self._spike_list(m)
         xbits = max(G.x_max.bit_length(), 1) if G.raw_frac else None
         curmem, live, n_live = make_live(m, "in", self.fan_in, tmax, xbits)
         mems = {"w": wmem, "bias": bmem, "u": umem, "o": omem, "r": rmem, "p": pmem, "q": qmem, "cw": gmem, "h": hmem, "y": ymem}
@@ -99,13 +99,11 @@ class DecolleLayer(LayerBase):
             dlmem = LaneMemory(m, "delta", data.StructLayout({"d": fmt_shape(G.efmt), "r": unsigned(rbits)}), L, WPR)
             lfsr_h = self.lfsrs[0]  # a submodule of the top, which reads and seeds it
             stoch = wl.weight.rounding == "stochastic"
-        for mem in list(mems.values()) + [plist, spk, curmem, live] + ([dlmem] if learns else []):
+        for mem in list(mems.values()) + [plist, curmem, live] + ([dlmem] if learns else []):
             m.d.comb += mem.rd.en.eq(1)
         m.d.comb += self.ev.en.eq(1)
 
         n_pl = Signal(range(self.fan_in + 1))
-        spk_count = Signal(range(N + 1))
-        m.d.comb += self.spk_count.eq(spk_count)
         t1 = _wire(m, self.t + 1, "stamp")
         first_step = _wire(m, self.t == 0, "first_step")
         lr = self.lr_shift
@@ -129,7 +127,6 @@ class DecolleLayer(LayerBase):
 
         in_compact = Signal()
         compact_done = Signal()
-        spk_rd_addr = Signal(max((N - 1).bit_length(), 1))
         phase_cnt = [Signal(32, name=f"pc_{p}") for p in self.PHASES]
         for k, sig in enumerate(phase_cnt):
             m.d.comb += self.phase_cycles[k].eq(sig)
@@ -174,6 +171,7 @@ class DecolleLayer(LayerBase):
                 with m.If(compact_done):
                     m.next = "READOUT0"
             with m.State("READOUT0"):
+                m.d.comb += spk_publish.eq(1)  # the next layer may read this step's spikes
                 count("READOUT")
                 m.d.comb += ro.start.eq(1)
                 m.next = "READOUT"
@@ -267,7 +265,7 @@ class DecolleLayer(LayerBase):
                 m.d.comb += [umem.wr.data[k].eq(Mux(pad, 0, u_new)), omem.wr.data[k].eq(s_new), rmem.wr.data[k].eq(Mux(pad, 0, r_new))]
 
         # ---- COMPACT -----------------------------------------------------------------------------------
-        build_compact(m, omem, spk, WPR, L, in_compact, fwd.done, spk_count, compact_done)
+        build_compact(m, omem, spk, WPR, L, in_compact, fwd.done, spk_count, compact_done, spk_base)
 
         # ---- READOUT: Y = G S, summed into the decision counts ----------------------------------------
         s0, s1, s2 = ro.s
@@ -367,5 +365,5 @@ class DecolleLayer(LayerBase):
             m.d.comb += [pmem.wr.addr.eq(jt), pmem.wr.data[0].eq(p_new), pmem.wr.en.eq(1), qmem.wr.addr.eq(jt), qmem.wr.data[0].eq(q_new), qmem.wr.en.eq(1)]
         build_clear(m, clr, live, curmem)
 
-        self._share_spike_list(m, fsm, spk, spk_rd_addr)
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
         return m

@@ -39,9 +39,10 @@ def _rows(arr, lanes: int, words_per_row: int):
 
 class LayerBase(wiring.Component):
     """Ports every layer has (see ``rtl/lif.py``): control (``start`` one step ``t``, ``finish``
-    the sample, ``done``), the input event list ``ev``, the spike list ``spk`` for the next
-    stage, the per-class ``counts`` for the decision, ``dbg`` for the register bus and
-    ``phase_cycles`` for the benchmark."""
+    the sample, ``done``, ``busy``), the input event list ``ev``, the spike list ``spk`` for the
+    next stage (bank ``spk_bank``), the per-class ``counts`` for the decision, ``dbg`` for the
+    register bus and ``phase_cycles`` for the benchmark. ``t`` must stay put while the layer
+    runs a step."""
 
     PHASES: tuple[str, ...] = ()
 
@@ -75,6 +76,7 @@ class LayerBase(wiring.Component):
             "ev": In(memory.ReadPort.Signature(addr_width=max((ev_depth - 1).bit_length(), 1), shape=ev_shape)),
             "ev_count": In(range(ev_depth + 1)),
             "spk": Out(memory.ReadPort.Signature(addr_width=max((self.N - 1).bit_length(), 1), shape=unsigned(self.idx_bits))),
+            "spk_bank": In(1),
             "spk_count": Out(range(self.N + 1)),
             "clf_spikes": Out(self.C),
             "counts": Out(data.ArrayLayout(counts_shape, self.C)),
@@ -82,14 +84,35 @@ class LayerBase(wiring.Component):
             "phase_cycles": Out(data.ArrayLayout(unsigned(32), max(len(self.PHASES), 1))),
         })
 
-    def _share_spike_list(self, m: Module, fsm, spk: LaneMemory, own_addr) -> None:
-        """``busy`` follows the control FSM; the spike list is read at ``own_addr`` by this layer
-        while it is busy, and through the ``spk`` port by the next stage otherwise."""
+    def _spike_list(self, m: Module):
+        """The spike list in two banks, one per step parity: while this layer computes step t
+        into bank ``t mod 2``, the next layer can still read its step t-1 from the other bank
+        (through ``spk``, bank ``spk_bank``, with its own read port). Returns the list memory,
+        the signal driving this layer's own read address within its bank, the count of the
+        step being computed, the bank base of this step, and a signal that publishes the count
+        to the next stage (the layer raises it once the list of the step is complete)."""
+        N = self.N
+        spk = LaneMemory(m, "spikes", unsigned(self.idx_bits), 1, 2 * N, second_read=True)
+        own_addr = Signal(max((N - 1).bit_length(), 1), name="spk_own_addr")
+        count = Signal(range(N + 1), name="spk_count_now")
+        done_counts = [Signal(range(N + 1), name=f"spk_count_bank{b}") for b in range(2)]
+        base = Signal(range(2 * N), name="spk_base")
         m.d.comb += [
-            self.busy.eq(~fsm.ongoing("IDLE")),
-            spk.rd.addr.eq(Mux(self.busy, own_addr, self.spk.addr)),
-            self.spk.data.eq(spk.rd.data[0]),
+            base.eq(Mux(self.t[0], N, 0)),
+            spk.rd.en.eq(1),
+            spk.rd2.en.eq(1),
+            spk.rd.addr.eq(base + own_addr),
+            spk.rd2.addr.eq(Mux(self.spk_bank, N, 0) + self.spk.addr),
+            self.spk.data.eq(spk.rd2.data[0]),
+            self.spk_count.eq(Mux(self.spk_bank, done_counts[1], done_counts[0])),
         ]
+        publish = Signal(name="spk_publish")
+        with m.If(publish):
+            with m.If(self.t[0]):
+                m.d.sync += done_counts[1].eq(count)
+            with m.Else():
+                m.d.sync += done_counts[0].eq(count)
+        return spk, own_addr, count, base, publish
 
     def _debug_port(self, m: Module, mems: dict) -> None:
         """Bus access to the layer's memories (only while the layer is idle).
@@ -140,10 +163,11 @@ class LayerBase(wiring.Component):
                 m.d.sync += phase.eq(0)
 
 
-def build_compact(m: Module, omem: LaneMemory, spk: LaneMemory, words: int, L: int, active, reset, spk_count, done) -> None:
+def build_compact(m: Module, omem: LaneMemory, spk: LaneMemory, words: int, L: int, active, reset, spk_count, done, base=0) -> None:
     """COMPACT: the indices of the set bits of ``omem`` (``words`` words of ``L`` bits) written
-    to the list ``spk``, one per clock; the next word is read ahead. ``reset`` pulses before
-    ``active`` goes high; ``done`` is high in the clock the last index is written."""
+    to the list ``spk`` from address ``base``, one per clock; the next word is read ahead.
+    ``reset`` pulses before ``active`` goes high; ``done`` is high in the clock the last index is
+    written."""
     next_word = Signal(range(words + 1))
     pending = Signal()
     pend_word = Signal(range(words + 1))
@@ -173,7 +197,7 @@ def build_compact(m: Module, omem: LaneMemory, spk: LaneMemory, words: int, L: i
             m.d.sync += [next_word.eq(next_word + 1), pend_word.eq(next_word)]
         m.d.sync += [pending.eq(issue), mask.eq(mask_after), mword.eq(cur_word)]
         with m.If(fire):
-            m.d.comb += [spk.wr.addr.eq(spk_count), spk.wr.data[0].eq(cur_word * L + low), spk.wr.en.eq(1)]
+            m.d.comb += [spk.wr.addr.eq(base + spk_count), spk.wr.data[0].eq(cur_word * L + low), spk.wr.en.eq(1)]
             m.d.sync += spk_count.eq(spk_count + 1)
 
 

@@ -117,7 +117,7 @@ class LIFLayer(LayerBase):
         cwmem = LaneMemory(m, "cw", fmt_shape(G.cfmt), L, N * CPR, init=_rows(self.params.clf_w, L, CPR))
         cumem = LaneMemory(m, "cu", fmt_shape(cn.potential), L, CPR)
         comem = LaneMemory(m, "co", unsigned(1), L, CPR)
-        spk = LaneMemory(m, "spikes", unsigned(self.idx_bits), 1, N)
+        spk, spk_rd_addr, spk_count, spk_base, spk_publish = self._spike_list(m)
         mems = {"w": wmem, "u": umem, "o": omem, "cw": cwmem, "cu": cumem, "co": comem}
         if learns:
             wl = self.spec.layers[self.index]
@@ -152,8 +152,6 @@ class LIFLayer(LayerBase):
 
         # ---- the pipeline loops -----------------------------------------------------------------
         ev_count = self.ev_count
-        spk_count = Signal(range(N + 1))
-        m.d.comb += self.spk_count.eq(spk_count)
         loops = {}
 
         def loop(name, outer, inner, omax, imax, at_least_one=False):
@@ -178,7 +176,7 @@ class LIFLayer(LayerBase):
         ev_j = self.ev.data["index"] if not self.binary else self.ev.data
         ev_x = self.ev.data["value"] if not self.binary else Const(1, 1)
         m.d.comb += self.ev.en.eq(1)
-        for mem in (wmem, umem, omem, cwmem, cumem, comem, spk) + ((dlmem,) if learns else ()) + ((emem, cemem, facmem, cfacmem, curmem, ccurmem, live, clive) if fell else ()):
+        for mem in (wmem, umem, omem, cwmem, cumem, comem) + ((dlmem,) if learns else ()) + ((emem, cemem, facmem, cfacmem, curmem, ccurmem, live, clive) if fell else ()):
             m.d.comb += mem.rd.en.eq(1)
 
         t1 = _wire(m, self.t + 1, "stamp")  # the stamp of this step (0 means never)
@@ -187,7 +185,6 @@ class LIFLayer(LayerBase):
         # ---- COMPACT state (declared here, built after the FSM) ----------------------------------
         in_compact = Signal()
         compact_done = Signal()
-        spk_rd_addr = Signal(max((N - 1).bit_length(), 1))
 
         # ---- control FSM ------------------------------------------------------------------------
         phase_cnt = [Signal(32, name=f"pc_{p}") for p in self.PHASES]
@@ -229,6 +226,7 @@ class LIFLayer(LayerBase):
                 with m.If(compact_done):
                     m.next = "CFWD0"
             with m.State("CFWD0"):  # spk_count is final now
+                m.d.comb += spk_publish.eq(1)  # the next layer may read this step's spikes
                 m.d.sync += phase_cnt[1].eq(phase_cnt[1] + 1)
                 m.d.comb += cfwd.start.eq(1)
                 m.next = "CFWD"
@@ -367,7 +365,7 @@ class LIFLayer(LayerBase):
                     m.d.comb += [facmem.wr.addr.eq(s2.outer), facmem.wr.en.eq(Const(-1, L))]
 
         # ---- COMPACT: the spike list -----------------------------------------------------------
-        build_compact(m, omem, spk, WPR, L, in_compact, fwd.done, spk_count, compact_done)
+        build_compact(m, omem, spk, WPR, L, in_compact, fwd.done, spk_count, compact_done, spk_base)
 
         # ---- CFWD: the classifier, and delta^a_k = (o^a_k - y_k) lut(u^a_k) --------------------
         s0, s1, s2 = cfwd.s
@@ -521,5 +519,5 @@ class LIFLayer(LayerBase):
             build_clear(m, clr, live, curmem)
             build_clear(m, cclr, clive, ccurmem)
 
-        self._share_spike_list(m, fsm, spk, spk_rd_addr)
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
         return m

@@ -37,14 +37,14 @@ ID_WORD = 0x4C534E4E  # "LSNN"
 #: control registers (region 0): name -> (index, access, meaning)
 REGISTERS = {
     "ID": (0, "r", "0x4C534E4E ('LSNN')"),
-    "CTRL": (1, "rw", "bit 0: learning enabled (reset 1); taken at the start of each sample"),
+    "CTRL": (1, "rw", "bit 0: learning enabled (reset 1), taken at the start of each sample; bit 1: LOCKSTEP, every step through every layer and out before the next begins (reset 0: layers pipelined over steps)"),
     "LEARN_MASK": (2, "rw", "bit l: layer l learns (reset: each layer's spec 'learn')"),
     "LR_SHIFT": (3, "rw", "learning rate 2**-LR_SHIFT (reset: the spec's); writes outside the allowed range are ignored"),
     "STATUS": (4, "r", "bit 0: running a sample; bits 8..31: samples completed"),
-    "STEP_CYCLES": (5, "r", "clock cycles of the last time step (waiting for o excluded)"),
+    "STEP_CYCLES": (5, "r", "clock cycles between the last two STEP words (clocks with a STEP word waiting for o excluded)"),
     "SAMPLE_CYCLES": (6, "r", "clock cycles of the last sample (waiting for i and o excluded)"),
     "DECISION": (7, "r", "the last decision"),
-    "STEP": (8, "r", "time step being run or last run"),
+    "STEP": (8, "r", "STEP words of this sample taken so far"),
     "LFSR_BASE": (16, "rw", "LFSR streams from index 16 in lfsr_names() order: read the state, write a seed"),
     "PHASE_BASE": (64, "r", "cycles per phase of the last step: 64 + 16*layer + phase"),
 }
@@ -149,41 +149,53 @@ class Network(wiring.Component):
         # ---- control registers -----------------------------------------------------------------
         lo, hi = spec.lr_shift_range()
         ctrl_learn = Signal(init=1)
+        lockstep = Signal()
         learn_mask = Signal(nl, init=sum(1 << i for i, ls in enumerate(spec.layers) if ls.learn))
         lr_shift = Signal(range(64), init=spec.learning.lr_shift)
         samples = Signal(24)
         step_cycles = Signal(32)
         sample_cycles = Signal(32)
         decision = Signal(range(C))
-        t = Signal(range(T + 1))
         label = Signal(range(C + 1))
         label_valid = Signal()
         learn_now = Signal(nl)
+        steps_done = [Signal(range(T + 1), name=f"steps_done{i}") for i in range(nl)]
+        running = [Signal(name=f"running{i}") for i in range(nl)]
+        emitted = Signal(range(T + 1))  # STEP words taken by the host in this sample
         for i, layer in enumerate(self.layers):
             m.d.comb += [
-                layer.t.eq(t),
+                # a layer runs step steps_done[i]; the count moves on only when the step is done
+                layer.t.eq(steps_done[i]),
                 layer.label.eq(label),
                 layer.label_valid.eq(label_valid),
                 layer.learn.eq(learn_now[i]),
                 layer.lr_shift.eq(lr_shift),
             ]
+        for a, b in zip(self.layers, self.layers[1:]):
+            m.d.comb += a.spk_bank.eq(b.t[0])  # layer l+1 at step s reads bank s mod 2 of layer l
 
-        # ---- the sequencer ------------------------------------------------------------------------
+        # ---- the sequencer: load a sample, run its steps through the layers, decide ---------------
+        #
+        # Local learning has no backward locking, so the layers form a pipeline over time steps:
+        # layer l runs step s as soon as layer l-1 has finished step s (its spikes), layer l+1 has
+        # finished step s-2 (it no longer reads the spike-list bank that step s overwrites) and,
+        # for the last layer, the host has taken the STEP word of step s-1. With LOCKSTEP (CTRL bit
+        # 1) a step starts only when the previous one is through every layer and out, so the bus
+        # sees every layer at the same step.
         count = Signal(range(n_in + 1))
-        cur_layer = Signal(range(nl + 1))
         step_counter = Signal(32)
         sample_counter = Signal(32)
-        counting = Signal()
         best = Signal(range(C))
-        best_count = Signal(self.layers[-1].counts[0].shape())
-        scan = Signal(range(C + 1))
-        start_layer = Array(layer.start for layer in self.layers)
-        done_layer = Array(layer.done for layer in self.layers)
-        finish_pending = Signal(nl)
-        enc_loop = Loop(m, "enc", n_in, 1, outer_max=n_in, inner_max=1) if enc.binary else None
         last = self.layers[-1]
-        with m.If(counting):
-            m.d.sync += [step_counter.eq(step_counter + 1), sample_counter.eq(sample_counter + 1)]
+        best_count = Signal(last.counts[0].shape())
+        scan = Signal(range(C + 1))
+        finish_pending = Signal(nl)
+        out_valid = Signal()
+        out_spikes = Signal(C)
+        in_run = Signal()
+        enc_loop = Loop(m, "enc", n_in, 1, outer_max=n_in, inner_max=1) if enc.binary else None
+        enc_ready = Signal()  # the events of step steps_done[0] are in ev0
+        enc_busy = Signal()
 
         with m.FSM(name="seq") as seq:
             with m.State("IDLE"):
@@ -195,9 +207,12 @@ class Network(wiring.Component):
                         learn_now.eq(Mux(ctrl_learn, learn_mask, 0)),
                         count.eq(0),
                         ev0_count.eq(0),
-                        t.eq(0),
+                        emitted.eq(0),
+                        enc_ready.eq(0),
                         sample_counter.eq(0),
+                        step_counter.eq(0),
                     ]
+                    m.d.sync += [sd.eq(0) for sd in steps_done]
                     m.next = "LOAD"
             with m.State("LOAD"):
                 m.d.comb += self.i.ready.eq(1)
@@ -210,44 +225,16 @@ class Network(wiring.Component):
                             m.d.sync += ev0_count.eq(ev0_count + 1)
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == n_in - 1):
-                        m.d.sync += [counting.eq(1), step_counter.eq(0)]
-                        m.next = "GO"
-            with m.State("GO"):  # the event list of the sample is complete
-                if enc.binary:
-                    m.d.comb += enc_loop.start.eq(1)
-                    m.d.sync += ev0_count.eq(0)
-                    m.next = "ENC"
-                else:
-                    m.d.comb += start_layer[0].eq(1)
-                    m.d.sync += cur_layer.eq(0)
-                    m.next = "LAYER"
-            if enc.binary:
-                with m.State("ENC"):
-                    with m.If(enc_loop.done):
-                        m.d.comb += start_layer[0].eq(1)
-                        m.d.sync += cur_layer.eq(0)
-                        m.next = "LAYER"
-            with m.State("LAYER"):
-                with m.If(done_layer[cur_layer]):
-                    with m.If(cur_layer == nl - 1):
-                        m.d.sync += [counting.eq(0), step_cycles.eq(step_counter + 1)]
-                        m.next = "EMIT"
-                    with m.Else():
-                        m.d.comb += start_layer[cur_layer + 1].eq(1)
-                        m.d.sync += cur_layer.eq(cur_layer + 1)
-            with m.State("EMIT"):
-                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(last.clf_spikes)]
-                with m.If(self.o.ready):
-                    m.d.sync += t.eq(t + 1)
-                    with m.If(t == T - 1):
-                        m.d.sync += [scan.eq(1), best.eq(0), best_count.eq(last.counts[0])]
-                        m.next = "DECIDE"
-                    with m.Else():
-                        m.d.sync += [counting.eq(1), step_counter.eq(0)]
-                        m.next = "GO"  # the layers see the new t from the next clock
+                        m.d.sync += enc_ready.eq(not enc.binary)
+                        m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += in_run.eq(1)
+                with m.If((emitted == T) & ~Cat(*running).any()):
+                    m.d.sync += [scan.eq(1), best.eq(0), best_count.eq(last.counts[0]), sample_cycles.eq(sample_counter)]
+                    m.next = "DECIDE"
             with m.State("DECIDE"):  # argmax, the lowest index wins a tie
                 with m.If(scan == C):
-                    m.d.sync += [decision.eq(best), sample_cycles.eq(sample_counter)]
+                    m.d.sync += decision.eq(best)
                     m.next = "EMITD"
                 with m.Else():
                     cnt = Array(last.counts[c] for c in range(C))[scan]
@@ -255,7 +242,7 @@ class Network(wiring.Component):
                         m.d.sync += [best.eq(scan), best_count.eq(cnt)]
                     m.d.sync += scan.eq(scan + 1)
             with m.State("EMITD"):
-                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq((decision << 0) | (1 << self.out_data))]
+                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(decision | (1 << self.out_data))]
                 with m.If(self.o.ready):
                     # a layer with nothing to clean up answers in the same clock
                     m.d.sync += finish_pending.eq(~Cat(*[layer.done for layer in self.layers]))
@@ -263,16 +250,56 @@ class Network(wiring.Component):
                         m.d.comb += layer.finish.eq(1)
                     m.next = "FINISH"
             with m.State("FINISH"):
-                pending = finish_pending
                 for i, layer in enumerate(self.layers):
                     with m.If(layer.done):
-                        m.d.sync += pending[i].eq(0)
-                with m.If(pending == 0):
+                        m.d.sync += finish_pending[i].eq(0)
+                with m.If(finish_pending == 0):
                     m.d.sync += samples.eq(samples + 1)
                     m.next = "IDLE"
 
+        # ---- the layers' schedule (in RUN) ----------------------------------------------------------
+        for i, layer in enumerate(self.layers):
+            s_next = steps_done[i]
+            ok = in_run & ~running[i] & (s_next < T)
+            if i == 0:
+                ok &= enc_ready & ~enc_busy
+                ok &= ~lockstep | (emitted >= s_next)
+            else:
+                ok &= steps_done[i - 1] > s_next
+            if i < nl - 1:
+                ok &= steps_done[i + 1] + 1 >= s_next
+            else:
+                ok &= emitted >= s_next
+            with m.If(ok):
+                m.d.comb += layer.start.eq(1)
+                m.d.sync += running[i].eq(1)
+            with m.If(running[i] & layer.done):
+                m.d.sync += [running[i].eq(0), steps_done[i].eq(steps_done[i] + 1)]
+                if i == 0 and enc.binary:
+                    m.d.sync += enc_ready.eq(0)
+                if i == nl - 1:
+                    m.d.sync += [out_valid.eq(1), out_spikes.eq(last.clf_spikes)]
+
+        # ---- the STEP words -------------------------------------------------------------------------
+        with m.If(in_run & out_valid):
+            m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(out_spikes)]
+            with m.If(self.o.ready):
+                m.d.sync += [out_valid.eq(0), emitted.eq(emitted + 1)]
+        waiting = out_valid & ~self.o.ready
+        with m.If(in_run & ~waiting):
+            m.d.sync += [step_counter.eq(step_counter + 1), sample_counter.eq(sample_counter + 1)]
+        with m.If(running[-1] & last.done):  # a STEP word is ready: the cycles since the last one
+            m.d.sync += [step_cycles.eq(step_counter + 1), step_counter.eq(0)]
+
         # ---- on-chip encoders (rate, latency): one input per clock ------------------------------
         if enc.binary:
+            t0 = steps_done[0]
+            start_enc = in_run & ~enc_ready & ~enc_busy & ~running[0] & (t0 < T) & (~lockstep | (emitted >= t0))
+            with m.If(start_enc):
+                m.d.comb += enc_loop.start.eq(1)
+                m.d.sync += [enc_busy.eq(1), ev0_count.eq(0)]
+            with m.If(enc_loop.done):
+                m.d.sync += [enc_busy.eq(0), enc_ready.eq(1)]
             s0, s1, s2 = enc_loop.s
             frac = enc.format.frac
             with m.If(s0.valid):
@@ -281,14 +308,13 @@ class Network(wiring.Component):
                 x = pix.rd.data[0]
                 if enc.kind == "rate":
                     # one draw per input per step, in input order: spike when r mod 2**frac < x
-                    r = enc_lfsr.next
                     m.d.comb += [enc_lfsr.advance.eq(1), enc_lfsr.advance_by.eq(1)]
-                    spike = r[:frac] < x
+                    spike = enc_lfsr.next[:frac] < x
                 else:
                     # latency (Ma et al. eq. 17): t_s = floor(T - T x / 2**frac + 1/2)
                     one = 1 << frac
                     ts = (2 * T * (one - x) + one) >> (frac + 1)
-                    spike = ts == t
+                    spike = ts == t0
                 with m.If(spike):
                     m.d.comb += [ev0.wr.addr.eq(ev0_count), ev0.wr.data[0].eq(s1.outer), ev0.wr.en.eq(1)]
                     m.d.sync += ev0_count.eq(ev0_count + 1)
@@ -320,7 +346,7 @@ class Network(wiring.Component):
             with m.Case(REGISTERS["ID"][0]):
                 m.d.comb += rdata.eq(ID_WORD)
             with m.Case(REGISTERS["CTRL"][0]):
-                m.d.comb += rdata.eq(ctrl_learn)
+                m.d.comb += rdata.eq(Cat(ctrl_learn, lockstep))
             with m.Case(REGISTERS["LEARN_MASK"][0]):
                 m.d.comb += rdata.eq(learn_mask)
             with m.Case(REGISTERS["LR_SHIFT"][0]):
@@ -334,7 +360,7 @@ class Network(wiring.Component):
             with m.Case(REGISTERS["DECISION"][0]):
                 m.d.comb += rdata.eq(decision)
             with m.Case(REGISTERS["STEP"][0]):
-                m.d.comb += rdata.eq(t)
+                m.d.comb += rdata.eq(emitted)
             base = REGISTERS["LFSR_BASE"][0]
             for k, lf in enumerate(lfsrs):
                 if lf is not None:
@@ -359,7 +385,7 @@ class Network(wiring.Component):
         with m.If((region == 0) & bus.w_en):
             with m.Switch(index):
                 with m.Case(REGISTERS["CTRL"][0]):
-                    m.d.sync += ctrl_learn.eq(bus.w_data[0])
+                    m.d.sync += [ctrl_learn.eq(bus.w_data[0]), lockstep.eq(bus.w_data[1])]
                 with m.Case(REGISTERS["LEARN_MASK"][0]):
                     m.d.sync += learn_mask.eq(bus.w_data[:nl])
                 with m.Case(REGISTERS["LR_SHIFT"][0]):

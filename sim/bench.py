@@ -26,15 +26,21 @@ def _ceil(a: int, b: int) -> int:
 
 def step_bounds(spec, golden: Golden, rec, lanes: int, learn: bool = True) -> list[int]:
     """The lower bound (clock cycles) of every time step of one recorded sample."""
+    return [sum(layers) for layers in layer_bounds(spec, golden, rec, lanes, learn)]
+
+
+def layer_bounds(spec, golden: Golden, rec, lanes: int, learn: bool = True) -> list[list[int]]:
+    """The lower bound of every layer at every time step: ``out[t][layer]``."""
     out = []
     nl = len(spec.layers)
     seen = [np.zeros(golden.layers[i].fan_in, dtype=bool) for i in range(nl)]  # live input rows
     fired = [np.zeros(golden.layers[i].size, dtype=bool) for i in range(nl)]  # live classifier rows
     prev = [dict.fromkeys(rec.counters[0], 0) for _ in range(nl)]
     for t in range(spec.timesteps):
-        total = 0
+        per_layer = []
         x = rec.inputs[t]
         for i, L in enumerate(golden.layers):
+            total = 0
             cum = rec.step_counters[t][i]
             d = {k: cum[k] - prev[i][k] for k in cum}
             prev[i] = cum
@@ -65,7 +71,8 @@ def step_bounds(spec, golden: Golden, rec, lanes: int, learn: bool = True) -> li
                 seen[i] |= x != 0
                 total += n_in + int(seen[i].sum())  # LIVE, TRACES
             x = rec.layers[i].spikes[t]
-        out.append(total)
+            per_layer.append(total)
+        out.append(per_layer)
     return out
 
 
@@ -100,4 +107,34 @@ def bench_rtl(rules=("none", "ell", "fell", "decolle"), lanes=(1, 4, 8), samples
     return rows
 
 
-__all__ = ["GOAL", "bench_rtl", "step_bounds"]
+def bench_pipeline(rules=("none", "ell", "fell", "decolle"), lanes: int = 4, samples: int = 4, encoding: str = "direct") -> list[dict]:
+    """Two hidden layers (64-24-16-10): cycles per step with the layers in LOCKSTEP and
+    pipelined over the steps, beside the bounds of the sum and of the busiest layer."""
+    from localsnn.data import load
+
+    ds = load("digits")
+    rows = []
+    print(f"\nlayers pipelined over time steps: 64-24-16-10, {encoding} input, learning on, {lanes} lanes, {samples} test samples each")
+    print(f"{'rule':8s} {'lockstep':>9s} {'bound (sum)':>12s} {'pipelined':>10s} {'bound (max layer)':>18s} {'speed-up':>9s}")
+    for rule in rules:
+        spec = matrix_spec(rule, encoding, "two")
+        g = Golden(spec)
+        x = g.quantize(ds.x_test[:samples], ds.max_value)
+        ys = [int(v) for v in ds.y_test[:samples]]
+        lock = cosimulate(spec, list(zip(x, ys)), lanes=lanes, params=g.params, every_step=True)
+        pipe = cosimulate(spec, list(zip(x, ys)), lanes=lanes, params=g.params, every_step=False)
+        ref = Golden(spec, g.params.copy())
+        per = []
+        for xi, yi in zip(x, ys):
+            per += layer_bounds(spec, ref, ref.run_sample(xi, yi), lanes)
+        row = {
+            "rule": rule, "lockstep": float(np.mean(lock.step_cycles)), "pipelined": float(np.mean(pipe.step_cycles)),
+            "bound_sum": float(np.mean([sum(p) for p in per])), "bound_max": float(np.mean([max(p) for p in per])),
+        }
+        row["speedup"] = row["lockstep"] / row["pipelined"]
+        rows.append(row)
+        print(f"{rule:8s} {row['lockstep']:9.0f} {row['bound_sum']:12.0f} {row['pipelined']:10.0f} {row['bound_max']:18.0f} {row['speedup']:8.2f}x")
+    return rows
+
+
+__all__ = ["GOAL", "bench_pipeline", "bench_rtl", "layer_bounds", "step_bounds"]

@@ -117,7 +117,9 @@ async def check_samples(
     regs = regions(memory_map)
     report = Report()
     nl = len(spec.layers)
-    await chip.write(register(memory_map, "CTRL"), 1 if learn else 0)
+    # learning on or off; LOCKSTEP when every layer is compared after every step (else the
+    # layers run pipelined over the steps and only the outputs and the weights are compared)
+    await chip.write(register(memory_map, "CTRL"), (1 if learn else 0) | (2 if every_step else 0))
     step_cycles_reg = register(memory_map, "STEP_CYCLES")
     phases = [len(e["phases"]) for e in memory_map if "phases" in e]
     phase_base = register(memory_map, "PHASE_BASE")
