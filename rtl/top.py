@@ -277,8 +277,13 @@ class Network(wiring.Component):
                 m.d.sync += [running[i].eq(0), steps_done[i].eq(steps_done[i] + 1)]
                 if i == 0 and enc.binary:
                     m.d.sync += enc_ready.eq(0)
-                if i == nl - 1:
-                    m.d.sync += [out_valid.eq(1), out_spikes.eq(last.clf_spikes)]
+
+        # the last layer's output spikes are complete in the clock after its done (a layer without
+        # learning raises done while it writes its last classifier word); take them then
+        capture = Signal()
+        m.d.sync += capture.eq(running[-1] & last.done)
+        with m.If(capture):
+            m.d.sync += [out_valid.eq(1), out_spikes.eq(last.clf_spikes)]
 
         # ---- the STEP words -------------------------------------------------------------------------
         with m.If(in_run & out_valid):
