@@ -41,8 +41,8 @@ REGISTERS = {
     "LEARN_MASK": (2, "rw", "bit l: layer l learns (reset: each layer's spec 'learn')"),
     "LR_SHIFT": (3, "rw", "learning rate 2**-LR_SHIFT (reset: the spec's); writes outside the allowed range are ignored"),
     "STATUS": (4, "r", "bit 0: running a sample; bits 8..31: samples completed"),
-    "STEP_CYCLES": (5, "r", "clock cycles between the last two STEP words (clocks with a STEP word waiting for o excluded)"),
-    "SAMPLE_CYCLES": (6, "r", "clock cycles of the last sample (waiting for i and o excluded)"),
+    "STEP_CYCLES": (5, "r", "clock cycles between the last two STEP words (clocks in which only a STEP word waiting for o is left excluded)"),
+    "SAMPLE_CYCLES": (6, "r", "clock cycles of the time steps of the last sample (as STEP_CYCLES counts them)"),
     "DECISION": (7, "r", "the last decision"),
     "STEP": (8, "r", "STEP words of this sample taken so far"),
     "LFSR_BASE": (16, "rw", "LFSR streams from index 16 in lfsr_names() order: read the state, write a seed"),
@@ -290,8 +290,10 @@ class Network(wiring.Component):
             m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(out_spikes)]
             with m.If(self.o.ready):
                 m.d.sync += [out_valid.eq(0), emitted.eq(emitted + 1)]
-        waiting = out_valid & ~self.o.ready
-        with m.If(in_run & ~waiting):
+        # a clock is the host's, not the chip's, when a STEP word waits for o and nothing else works
+        # (pipelined layers may go on with later steps while the word waits: those clocks count)
+        stalled = out_valid & ~self.o.ready & ~Cat(*running).any() & ~enc_busy
+        with m.If(in_run & ~stalled):
             m.d.sync += [step_counter.eq(step_counter + 1), sample_counter.eq(sample_counter + 1)]
         with m.If(running[-1] & last.done):  # a STEP word is ready: the cycles since the last one
             m.d.sync += [step_cycles.eq(step_counter + 1), step_counter.eq(0)]
