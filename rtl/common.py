@@ -7,10 +7,9 @@ from amaranth import Module, Signal, Value, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from localsnn.board import INDEX_BITS  # width of the element index inside one memory region of the register bus
 from localsnn.rtl.fixed import fmt_shape
 
-#: width of the element index inside one memory region of the register bus
-INDEX_BITS = 22
 #: width of the region number (regions 0..15 are the control registers' and the top's)
 REGION_BITS = 8
 

@@ -23,6 +23,7 @@ from amaranth import Array, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from localsnn.board import io_widths, lfsr_stream_names
 from localsnn.golden.lfsr import stream_seed
 from localsnn.golden.params import Params, init_params
 from localsnn.rtl.common import INDEX_BITS, REGION_BITS, LaneMemory, log2_exact
@@ -65,11 +66,7 @@ def bus_signature() -> wiring.Signature:
     })
 
 
-def lfsr_names(spec: NetworkSpec) -> list[str]:
-    names = ["encode"]
-    for i in range(len(spec.layers)):
-        names += [f"round:{i}", f"round:{i}.clf"]
-    return names
+lfsr_names = lfsr_stream_names  # the LFSR streams in register order
 
 
 class Network(wiring.Component):
@@ -83,9 +80,7 @@ class Network(wiring.Component):
         self.spec = spec
         self.lanes = lanes
         self.params = params if params is not None else init_params(spec)
-        C = spec.classes
-        self.in_width = max(spec.encoding.format.width, C.bit_length())
-        self.out_data = max(C, max((C - 1).bit_length(), 1))
+        self.in_width, self.out_data = io_widths(spec)
         super().__init__({
             "i": In(stream.Signature(unsigned(self.in_width))),
             "o": Out(stream.Signature(unsigned(1 + self.out_data))),

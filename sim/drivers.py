@@ -24,9 +24,10 @@ import random
 from collections.abc import Iterable
 
 from cocotb.clock import Clock
-from cocotb.triggers import Lock, ReadOnly, RisingEdge
+import cocotb
+from cocotb.triggers import Event, FallingEdge, First, Lock, ReadOnly, RisingEdge, Timer
 
-__all__ = ["BusMaster", "BusTimeout", "StreamSink", "StreamSource", "reset", "start_clock"]
+__all__ = ["BusMaster", "BusTimeout", "SerialLine", "StreamSink", "StreamSource", "reset", "start_clock"]
 
 CLOCK_PERIOD_NS = 10
 
@@ -209,3 +210,79 @@ class BusMaster:
 
     async def read_many(self, addrs: Iterable[int]) -> list[int]:
         return [await self.read(a) for a in addrs]
+
+
+class SerialLine:
+    """The host's end of a simulated 8N1 serial line to ``dut.<rx>`` / ``dut.<tx>``, ``divisor``
+    clock periods per bit: the link of :class:`localsnn.board.Host` in co-simulation.
+
+    ``write`` drives bytes onto ``rx`` bit by bit (``gap_bits`` idle bits after each byte); a
+    monitor decodes ``tx``, sampling each bit in its middle, into a queue that ``read`` takes
+    from. Timers, not clock counts, keep the Python work per bit to one callback. A byte with a
+    bad stop bit is counted in ``framing_errors`` and dropped.
+    """
+
+    def __init__(self, dut, divisor: int, *, rx: str = "rx", tx: str = "tx", period_ns: float = CLOCK_PERIOD_NS, timeout_bits: int = 200_000, gap_bits: int = 0):
+        self.rx = getattr(dut, rx)
+        self.tx = getattr(dut, tx)
+        self.bit_ns = divisor * period_ns
+        self.timeout_bits = timeout_bits
+        self.gap_bits = gap_bits
+        self.received = bytearray()
+        self.framing_errors = 0
+        self.sent = 0
+        self._arrived = Event()
+        self.rx.value = 1
+        self._monitor = cocotb.start_soon(self._watch())
+
+    async def _watch(self) -> None:
+        while True:
+            await FallingEdge(self.tx)
+            await Timer(self.bit_ns / 2, unit="ns")
+            if int(self.tx.value):  # a glitch, not a start bit
+                continue
+            value = 0
+            for i in range(8):
+                await Timer(self.bit_ns, unit="ns")
+                value |= int(self.tx.value) << i
+            await Timer(self.bit_ns, unit="ns")
+            if int(self.tx.value):
+                self.received.append(value)
+                self._arrived.set()
+            else:
+                self.framing_errors += 1
+
+    async def write(self, data: bytes) -> None:
+        for b in bytes(data):
+            for bit in [0] + [(b >> i) & 1 for i in range(8)] + [1]:
+                self.rx.value = bit
+                await Timer(self.bit_ns, unit="ns")
+            if self.gap_bits:
+                await Timer(self.bit_ns * self.gap_bits, unit="ns")
+            self.sent += 1
+
+    async def idle(self, bits: int) -> None:
+        """Leave the line idle for ``bits`` bit times."""
+        self.rx.value = 1
+        await Timer(self.bit_ns * bits, unit="ns")
+
+    async def read(self, n: int) -> bytes:
+        """The next ``n`` bytes from the device; LinkTimeout when they do not come within
+        ``timeout_bits`` bit times of the last byte."""
+        from localsnn.board import LinkTimeout
+
+        while len(self.received) < n:
+            self._arrived.clear()
+            have = len(self.received)
+            await First(self._arrived.wait(), Timer(self.bit_ns * self.timeout_bits, unit="ns"))
+            if len(self.received) == have:
+                raise LinkTimeout(f"the device sent {have} of {n} expected bytes, then nothing for {self.timeout_bits} bit times")
+        out = bytes(self.received[:n])
+        del self.received[:n]
+        return out
+
+    def drain(self) -> bytes:
+        """Everything received and not yet read."""
+        out = bytes(self.received)
+        self.received.clear()
+        return out

@@ -22,11 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from localsnn.board import DECISION, INDEX_BITS, STEP, io_widths, to_signed
 from localsnn.golden import Golden, Params
 from localsnn.spec import NetworkSpec
-
-INDEX_BITS = 22
-STEP, DECISION = 0, 1
 
 
 class Mismatch(AssertionError):
@@ -60,11 +58,6 @@ def register(memory_map: list[dict], name: str) -> int:
     return memory_map[0]["registers"][name]["index"]
 
 
-def to_signed(v: int, bits: int = 32) -> int:
-    v &= (1 << bits) - 1
-    return v - (1 << bits) if v >> (bits - 1) else v
-
-
 @dataclass
 class Report:
     samples: int = 0
@@ -75,11 +68,18 @@ class Report:
     phase_cycles: list[list[list[int]]] = field(default_factory=list)  # per step: per layer: per phase
 
 
-async def read_array(chip, reg: Region, count_rows: int | None = None) -> np.ndarray:
-    if len(reg.shape) == 1:
-        return np.array([to_signed(await chip.read(reg.addr(i))) for i in range(reg.shape[0])])
-    rows, cols = reg.shape
-    return np.array([[to_signed(await chip.read(reg.addr(r, c))) for c in range(cols)] for r in range(rows)])
+async def read_array(chip, reg: Region) -> np.ndarray:
+    """A whole memory region; in one burst where the chip offers ``read_many(addr, count)``
+    (the board bridge), else element by element."""
+    rows, cols = (1, reg.shape[0]) if len(reg.shape) == 1 else reg.shape
+    stride = cols if len(reg.shape) == 1 else reg.row_stride
+    if hasattr(chip, "read_many"):
+        flat = await chip.read_many(reg.addr(0) if len(reg.shape) == 1 else reg.addr(0, 0), rows * stride)
+        arr = np.array([to_signed(v) for v in flat], dtype=np.int64).reshape(rows, stride)[:, :cols]
+    else:
+        addr = (lambda r, c: reg.addr(c)) if len(reg.shape) == 1 else reg.addr
+        arr = np.array([[to_signed(await chip.read(addr(r, c))) for c in range(cols)] for r in range(rows)])
+    return arr[0] if len(reg.shape) == 1 else arr
 
 
 def _first_difference(rtl: np.ndarray, gold: np.ndarray) -> tuple:
@@ -109,11 +109,14 @@ async def check_samples(
     learn: bool = True,
     every_step: bool = True,
     log=None,
+    golden: Golden | None = None,
 ) -> Report:
     """Run ``samples`` (quantized pixels, label or None) through the chip and the golden model
     from the same ``params``; compare after every step (``every_step``) and after every sample.
+    ``golden``: a golden model to go on with (its weights and LFSR states as the chip's now)
+    instead of a new one from ``params``.
     """
-    golden = Golden(spec, params.copy())
+    golden = golden if golden is not None else Golden(spec, params.copy())
     regs = regions(memory_map)
     report = Report()
     nl = len(spec.layers)
@@ -171,5 +174,4 @@ async def check_samples(
 
 
 def _data_bits(spec: NetworkSpec) -> int:
-    C = spec.classes
-    return max(C, max((C - 1).bit_length(), 1))
+    return io_widths(spec)[1]

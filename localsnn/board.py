@@ -1,0 +1,504 @@
+"""The host side of the board bridge: frames, a serial link, and the chip's controls.
+
+The board's gateware (``localsnn.rtl.bridge``) turns frames on a serial line (8N1 UART) into
+the chip's stream words and register-bus accesses. This module is the other end; it needs
+no Amaranth, only ``pyserial`` for a real port (``pip install localsnn[board]``).
+
+Frames (every number little-endian)::
+
+    request   A5  CMD  LEN_lo LEN_hi  PAYLOAD[LEN]  CRC
+    response  5A  STATUS  CMD  LEN_lo LEN_hi  PAYLOAD[LEN]  CRC
+
+``CRC`` is CRC-8 (polynomial x^8 + x^2 + x + 1 = 0x07, initial value 0, no reflection) over
+every byte after the start byte. Commands:
+
+========  ====  ==========================================  ==================================
+command   CMD   request payload                             response payload
+========  ====  ==========================================  ==================================
+READ      0x01  address (4 bytes), count (2 bytes)          ``count`` 32-bit words read from
+                                                            address, address + 1, ...
+WRITE     0x02  address (4 bytes), then 32-bit words        nothing; sent after the writes
+SEND      0x03  input-stream words, ``in_bytes`` each       nothing; sent once all are taken
+PEEK      0x04  nothing                                     the pending output word
+                                                            (``out_bytes``), left pending
+RECV      0x05  count (2 bytes)                             ``count`` output words, taken
+========  ====  ==========================================  ==================================
+
+The gateware checks a whole request (start byte, length, CRC, command, payload size) before it
+does anything: a corrupted frame is answered with a status other than OK and never applied. A
+frame broken off (no byte for :data:`FRAME_TIMEOUT_BITS` bit times inside a frame) is dropped
+and answered with TRUNCATED. Bytes before a start byte are skipped. The host sends one request
+at a time and waits for its response; a response with a wrong CRC or start byte raises
+:class:`BridgeError`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from localsnn.errors import LocalsnnError
+
+REQUEST_START = 0xA5
+RESPONSE_START = 0x5A
+
+READ, WRITE, SEND, PEEK, RECV = 0x01, 0x02, 0x03, 0x04, 0x05
+COMMANDS = {READ: "READ", WRITE: "WRITE", SEND: "SEND", PEEK: "PEEK", RECV: "RECV"}
+
+OK, BAD_CRC, BAD_COMMAND, BAD_LENGTH, TRUNCATED = 0, 1, 2, 3, 4
+STATUS_NAMES = {OK: "OK", BAD_CRC: "BAD_CRC", BAD_COMMAND: "BAD_COMMAND", BAD_LENGTH: "BAD_LENGTH", TRUNCATED: "TRUNCATED"}
+
+#: inside a frame, a gap of this many bit times ends it as TRUNCATED
+FRAME_TIMEOUT_BITS = 2000
+#: the largest payload the gateware buffers is at least this (a sample may need more)
+MIN_PAYLOAD = 256
+#: register-bus address layout (as localsnn.rtl.common): addr = region << INDEX_BITS | index
+INDEX_BITS = 22
+STEP, DECISION = 0, 1
+
+
+def crc8(data: bytes, crc: int = 0) -> int:
+    """CRC-8, polynomial 0x07, MSB first: for each byte, ``crc ^= byte`` then eight times
+    ``crc = (crc << 1) ^ (0x07 if crc & 0x80 else 0)`` (mod 2**8)."""
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x07) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
+    return crc
+
+
+def io_widths(spec) -> tuple[int, int]:
+    """(input-stream payload bits, output-stream data bits) of the chip for ``spec``: an input
+    word holds a pixel in the encoding format or a label; an output word holds one spike bit per
+    class or a class index, plus one bit telling STEP (0) from DECISION (1) above them."""
+    C = spec.classes
+    return max(spec.encoding.format.width, C.bit_length()), max(C, max((C - 1).bit_length(), 1))
+
+
+@dataclass(frozen=True)
+class FrameFormat:
+    """The sizes both ends agree on, all derived from the spec (:func:`frame_format`)."""
+
+    in_bytes: int  # bytes of one input-stream word in a SEND payload
+    out_bytes: int  # bytes of one output-stream word in a PEEK / RECV response
+    out_data: int  # bits of an output word below its STEP/DECISION bit
+    max_payload: int  # the largest request payload the gateware buffers
+
+    @property
+    def max_write_words(self) -> int:
+        return (self.max_payload - 4) // 4
+
+    @property
+    def max_send_words(self) -> int:
+        return self.max_payload // self.in_bytes
+
+
+def frame_format(spec) -> FrameFormat:
+    in_width, out_data = io_widths(spec)
+    in_bytes = _pow2(-(-in_width // 8))  # powers of two: the gateware checks sizes with a mask
+    sample = in_bytes * (1 + spec.inputs)  # a label and every pixel in one SEND
+    return FrameFormat(in_bytes=in_bytes, out_bytes=_pow2(-(-(out_data + 1) // 8)), out_data=out_data, max_payload=_pow2(max(MIN_PAYLOAD, sample)))
+
+
+def _pow2(n: int) -> int:
+    return 1 << (n - 1).bit_length()
+
+
+def encode_request(cmd: int, payload: bytes = b"") -> bytes:
+    if len(payload) > 0xFFFF:
+        raise ValueError(f"payload of {len(payload)} bytes: a frame holds at most 65535")
+    body = bytes([cmd, len(payload) & 0xFF, len(payload) >> 8]) + bytes(payload)
+    return bytes([REQUEST_START]) + body + bytes([crc8(body)])
+
+
+class BridgeError(LocalsnnError):
+    """The bridge refused a request or sent a response that does not check out."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class LinkTimeout(BridgeError):
+    """No (complete) response within the link's timeout."""
+
+
+# -- links: how bytes reach the board -------------------------------------------------------
+
+
+class SerialLink:
+    """A serial port through pyserial (the board's USB-UART), 8N1."""
+
+    def __init__(self, port: str, baud: int = 115200, timeout_s: float = 5.0):
+        try:
+            import serial
+        except ImportError:
+            raise LocalsnnError("talking to a board needs pyserial: pip install 'localsnn[board]' (or pip install pyserial)") from None
+        try:
+            self.port = serial.Serial(port, baud, timeout=timeout_s)
+        except (OSError, ValueError, serial.SerialException) as err:
+            raise LocalsnnError(f"cannot open serial port {port!r} at {baud} baud: {err}") from None
+        self.timeout_s = timeout_s
+
+    async def write(self, data: bytes) -> None:
+        self.port.write(data)
+        self.port.flush()
+
+    async def read(self, n: int) -> bytes:
+        data = self.port.read(n)
+        if len(data) < n:
+            raise LinkTimeout(f"board sent {len(data)} of {n} expected bytes within {self.timeout_s} s ({data.hex()})")
+        return data
+
+    def close(self) -> None:
+        self.port.close()
+
+
+# -- the host --------------------------------------------------------------------------------
+
+
+class Host:
+    """The chip behind a bridge. ``link`` has ``async write(bytes)`` and ``async read(n)``.
+
+    It has the co-simulation harness's ``Chip`` interface (``send``, ``peek``, ``accept``,
+    ``read``, ``write``, plus ``read_many``), so :func:`localsnn.sim.harness.check_samples`
+    runs through it unchanged; and the controls a user wants (:meth:`run_sample`,
+    :meth:`set_learning`, :meth:`set_lr_shift`, :meth:`seed`, :meth:`read_weights`, ...).
+    """
+
+    def __init__(self, link, spec, memory_map: list[dict]):
+        self.link = link
+        self.spec = spec
+        self.fmt = frame_format(spec)
+        self.memory_map = memory_map
+        self.registers = {k: v["index"] for k, v in memory_map[0]["registers"].items()}
+        self.regions = {e["name"]: e for e in memory_map if "shape" in e}
+        self.frames = 0  # requests answered OK
+        self.bytes = 0  # bytes sent and received
+
+    # ---- frames ----
+    async def request(self, cmd: int, payload: bytes = b"") -> bytes:
+        """Send one request, return the payload of its OK response (else raise BridgeError)."""
+        return await self.exchange(encode_request(cmd, payload), cmd)
+
+    async def exchange(self, frame: bytes, cmd: int) -> bytes:
+        """Send ``frame`` as it is (a test may corrupt it) and read the response to ``cmd``."""
+        await self.link.write(frame)
+        head = await self.link.read(6)
+        if head[0] != RESPONSE_START:
+            raise BridgeError(f"{COMMANDS.get(cmd, cmd)}: response starts with {head[0]:#04x}, not {RESPONSE_START:#04x} (bytes {head.hex()})")
+        status, echo, n = head[1], head[2], head[3] | head[4] << 8
+        rest = await self.link.read(n) if n else b""
+        body = head[1:] + rest  # STATUS CMD LEN_lo LEN_hi PAYLOAD[n] CRC
+        payload_bytes = body[4:4 + n]
+        crc = body[4 + n]
+        if crc8(body[:4 + n]) != crc:
+            raise BridgeError(f"{COMMANDS.get(cmd, cmd)}: response CRC {crc:#04x}, computed {crc8(body[:4 + n]):#04x}: corrupted on the line")
+        self.bytes += len(frame) + 6 + n
+        if status != OK:
+            raise BridgeError(f"{COMMANDS.get(cmd, cmd)}: the bridge answered {STATUS_NAMES.get(status, status)} (command {echo:#04x}); nothing was applied", status)
+        if echo != cmd:
+            raise BridgeError(f"response to command {echo:#04x}, expected {cmd:#04x}")
+        self.frames += 1
+        return payload_bytes
+
+    # ---- the harness's Chip interface ----
+    async def read(self, addr: int) -> int:
+        return (await self.read_many(addr, 1))[0]
+
+    async def read_many(self, addr: int, count: int) -> list[int]:
+        out = []
+        chunk = 0x3FFF  # 4 * count must fit the 16-bit length
+        while count > 0:
+            k = min(count, chunk)
+            data = await self.request(READ, addr.to_bytes(4, "little") + k.to_bytes(2, "little"))
+            out += [int.from_bytes(data[4 * i:4 * i + 4], "little") for i in range(k)]
+            addr, count = addr + k, count - k
+        return out
+
+    async def write(self, addr: int, value: int) -> None:
+        await self.write_many(addr, [value])
+
+    async def write_many(self, addr: int, values) -> None:
+        values = [int(v) & 0xFFFFFFFF for v in values]
+        step = self.fmt.max_write_words
+        for k in range(0, len(values), step):
+            words = values[k:k + step]
+            await self.request(WRITE, (addr + k).to_bytes(4, "little") + b"".join(v.to_bytes(4, "little") for v in words))
+
+    async def send(self, words) -> None:
+        words = [int(w) for w in words]
+        step = self.fmt.max_send_words
+        for k in range(0, len(words), step):
+            await self.request(SEND, b"".join(w.to_bytes(self.fmt.in_bytes, "little") for w in words[k:k + step]))
+
+    async def peek(self) -> int:
+        return int.from_bytes(await self.request(PEEK), "little")
+
+    async def accept(self) -> None:
+        await self.recv(1)
+
+    async def recv(self, count: int) -> list[int]:
+        b = self.fmt.out_bytes
+        data = await self.request(RECV, count.to_bytes(2, "little"))
+        return [int.from_bytes(data[b * i:b * i + b], "little") for i in range(count)]
+
+    # ---- controls ----
+    def _reg(self, name: str) -> int:
+        return self.registers[name]
+
+    async def read_register(self, name: str) -> int:
+        return await self.read(self._reg(name))
+
+    async def set_learning(self, on: bool, *, lockstep: bool = False) -> None:
+        """Learning on or off (taken at the start of the next sample); LOCKSTEP as in docs/rtl.md."""
+        await self.write(self._reg("CTRL"), int(on) | 2 * int(lockstep))
+
+    async def set_layer_learning(self, mask: int) -> None:
+        await self.write(self._reg("LEARN_MASK"), mask)
+
+    async def set_lr_shift(self, shift: int) -> None:
+        """Learning rate 2**-shift; raises BridgeError when the chip did not take it (out of range)."""
+        lo, hi = self.spec.lr_shift_range()
+        if not lo <= shift <= hi:
+            raise BridgeError(f"lr_shift {shift} is out of the range {lo}..{hi} this chip allows")
+        await self.write(self._reg("LR_SHIFT"), shift)
+
+    async def seed(self, stream: str, value: int) -> None:
+        """Seed one LFSR stream (``encode``, ``round:0``, ``round:0.clf``, ...)."""
+        names = lfsr_stream_names(self.spec)
+        if stream not in names:
+            raise BridgeError(f"unknown LFSR stream {stream!r}; this chip has {', '.join(names)}")
+        if not 0 < value < 1 << self.spec.lfsr.width:
+            raise BridgeError(f"seed {value} for {stream!r}: allowed 1..{(1 << self.spec.lfsr.width) - 1} (an LFSR of {self.spec.lfsr.width} bits; 0 would stop it)")
+        await self.write(self._reg("LFSR_BASE") + names.index(stream), value)
+
+    async def lfsr_states(self) -> dict[str, int]:
+        """The state of every LFSR stream the chip has (``Golden.set_stream_states`` takes this
+        dict); a stream it does not build (a layer without learning) reads 0 and is left out."""
+        base = self._reg("LFSR_BASE")
+        names = lfsr_stream_names(self.spec)
+        return {n: v for n, v in zip(names, await self.read_many(base, len(names))) if v}
+
+    def _region(self, name: str) -> dict:
+        if name not in self.regions:
+            raise BridgeError(f"no memory {name!r} on this chip; it has {', '.join(sorted(self.regions))}")
+        return self.regions[name]
+
+    async def read_memory(self, name: str) -> np.ndarray:
+        """A whole memory (``layer0.w``, ``layer0.clf_w``, ``layer0.u``, ...) as signed integers."""
+        e = self._region(name)
+        base = e["region"] << INDEX_BITS
+        if len(e["shape"]) == 1:
+            return np.array([to_signed(v) for v in await self.read_many(base, e["shape"][0])], dtype=np.int64)
+        rows, cols = e["shape"]
+        stride = e["row_stride"]
+        flat = np.array([to_signed(v) for v in await self.read_many(base, rows * stride)], dtype=np.int64)
+        return flat.reshape(rows, stride)[:, :cols]
+
+    async def write_memory(self, name: str, values: np.ndarray) -> None:
+        e = self._region(name)
+        values = np.asarray(values)
+        if values.shape != tuple(e["shape"]):
+            raise BridgeError(f"{name}: values of shape {values.shape}, the memory holds {tuple(e['shape'])}")
+        base = e["region"] << INDEX_BITS
+        if values.ndim == 1:
+            await self.write_many(base, values.tolist())
+        else:
+            for r, row in enumerate(values):  # row by row: the padding lanes keep their zeros
+                await self.write_many(base + r * e["row_stride"], row.tolist())
+
+    async def read_params(self):
+        """Every weight the chip holds (weights, classifier weights, biases, feedback) as golden
+        :class:`~localsnn.golden.params.Params`."""
+        from localsnn.golden.params import LayerParams, Params
+
+        layers = []
+        for i in range(len(self.spec.layers)):
+            arrays = {}
+            for key in ("w", "clf_w", "bias", "feedback"):
+                if f"layer{i}.{key}" in self.regions:
+                    arrays[key] = await self.read_memory(f"layer{i}.{key}")
+            layers.append(LayerParams(**arrays))
+        return Params(layers)
+
+    async def write_params(self, params) -> None:
+        """Load weights into the chip (every array of ``params`` that the chip stores)."""
+        for i, lp in enumerate(params.layers):
+            for key, arr in lp.arrays().items():
+                if f"layer{i}.{key}" in self.regions:
+                    await self.write_memory(f"layer{i}.{key}", arr)
+
+    async def run_sample(self, x, label: int | None) -> tuple[int, list[int]]:
+        """Send one sample (quantized pixels, label or None); return (decision, the STEP words'
+        spike bits of every step)."""
+        T = self.spec.timesteps
+        await self.send([self.spec.classes if label is None else int(label)] + [int(v) for v in x])
+        words = await self.recv(T + 1)
+        mask = (1 << self.fmt.out_data) - 1
+        kinds = [w >> self.fmt.out_data for w in words]
+        if kinds != [STEP] * T + [DECISION]:
+            raise BridgeError(f"expected {T} STEP words and a DECISION word, got {[hex(w) for w in words]}")
+        return words[-1] & mask, [w & mask for w in words[:-1]]
+
+
+def lfsr_stream_names(spec) -> list[str]:
+    """The LFSR streams in register order (as ``localsnn.rtl.top.lfsr_names``)."""
+    names = ["encode"]
+    for i in range(len(spec.layers)):
+        names += [f"round:{i}", f"round:{i}.clf"]
+    return names
+
+
+def to_signed(v: int, bits: int = 32) -> int:
+    v &= (1 << bits) - 1
+    return v - (1 << bits) if v >> (bits - 1) else v
+
+
+# -- a whole run, compared with the golden model ------------------------------------------------
+
+
+@dataclass
+class RunReport:
+    samples: int = 0
+    correct: int = 0
+    labelled: int = 0
+    decisions: list | None = None
+    mismatches: list | None = None  # (sample, what, chip value, golden value)
+    seconds: float = 0.0
+
+
+async def run_samples(host: Host, samples, *, learn: bool = True, golden=None, check_weights: str = "end", log=None) -> RunReport:
+    """Stream ``samples`` ((quantized pixels, label or None) pairs) through the chip.
+
+    With ``golden`` (a :class:`localsnn.golden.Golden` from the chip's initial parameters), the
+    same samples run through it too and every STEP word and decision is compared, and the
+    weights after the run (``check_weights="end"``), after every sample (``"sample"``) or not
+    at all (``"never"``). Differences are listed in the report, never hidden.
+    """
+    if check_weights not in ("end", "sample", "never"):
+        raise ValueError(f"check_weights must be 'end', 'sample' or 'never', not {check_weights!r}")
+    t0 = time.perf_counter()
+    rep = RunReport(decisions=[], mismatches=[])
+    await host.set_learning(learn)
+    nl = len(host.spec.layers)
+
+    async def compare_weights(n):
+        for i in range(nl):
+            lp = golden.params.layers[i]
+            for name, gold in ((f"layer{i}.w", lp.w), (f"layer{i}.clf_w", lp.clf_w), (f"layer{i}.bias", lp.bias)):
+                if gold is None:
+                    continue
+                chip = await host.read_memory(name)
+                if not np.array_equal(chip, gold):
+                    idx = tuple(int(k) for k in np.argwhere(chip != gold)[0])
+                    rep.mismatches.append((n, f"{name}{list(idx)}", int(chip[idx]), int(gold[idx])))
+
+    for n, (x, label) in enumerate(samples):
+        decision, steps = await host.run_sample(x, label)
+        rep.decisions.append(decision)
+        rep.samples += 1
+        if label is not None:
+            rep.labelled += 1
+            rep.correct += int(decision == label)
+        if golden is not None:
+            rec = golden.run_sample(np.asarray(x), label, learn=learn)
+            if decision != rec.decision:
+                rep.mismatches.append((n, "decision", decision, int(rec.decision)))
+            last = rec.layers[-1]
+            if last.clf_spikes is not None:
+                for t in range(host.spec.timesteps):
+                    gold_bits = sum(int(b) << k for k, b in enumerate(last.clf_spikes[t]))
+                    if steps[t] != gold_bits:
+                        rep.mismatches.append((n, f"step {t} output spikes", steps[t], gold_bits))
+            if check_weights == "sample":
+                await compare_weights(n)
+        if log is not None:
+            log(n, rep)
+    if golden is not None and check_weights == "end" and rep.samples:
+        await compare_weights(rep.samples - 1)
+    rep.seconds = time.perf_counter() - t0
+    return rep
+
+
+# -- localsnn board run ---------------------------------------------------------------------------
+
+
+def board_run(args, open_link=None) -> int:
+    """``localsnn board run``: stream a dataset's samples through the chip on a board (or any
+    link ``open_link(args)`` returns), learning on or off; print accuracy and throughput; with
+    ``--check`` run golden beside it from the weights and LFSR states read back from the chip
+    and report every difference."""
+    import asyncio
+
+    from tqdm import tqdm
+
+    from localsnn import data
+    from localsnn import spec as specmod
+    from localsnn.golden import Golden
+    from localsnn.golden.encode import quantize_pixels
+    from localsnn.golden.params import load_params, save_params
+    from localsnn.rtl.top import Network
+
+    spec = specmod.load(args.config)
+    ds = data.load(args.dataset, getattr(args, "data_dir", None))
+    if ds.n_inputs != spec.inputs or ds.classes != spec.classes:
+        raise LocalsnnError(f"dataset {ds.name!r} ({ds.n_inputs} inputs, {ds.classes} classes) does not fit spec {spec.name!r} ({spec.inputs} inputs, {spec.classes} classes)")
+    xs, ys = (ds.x_train, ds.y_train) if args.split == "train" else (ds.x_test, ds.y_test)
+    if args.samples < 1:
+        raise LocalsnnError(f"--samples {args.samples}: give at least 1")
+    n = min(args.samples, len(xs))
+    xq = quantize_pixels(xs[:n], ds.max_value, spec.encoding.format)
+    samples = [(xq[k], int(ys[k])) for k in range(n)]
+    memory_map = Network(spec, lanes=args.lanes).memory_map()
+    link = open_link(args) if open_link is not None else SerialLink(args.port, args.baud)
+
+    async def main() -> int:
+        host = Host(link, spec, memory_map)
+        ident = await host.read_register("ID")
+        if ident != 0x4C534E4E:
+            raise BridgeError(f"the board answered, but its ID register reads {ident:#x}, not 0x4c534e4e ('LSNN'): is the localsnn bitstream loaded?")
+        if args.weights:
+            await host.write_params(load_params(args.weights, spec))
+        if args.lr_shift is not None:
+            await host.set_lr_shift(args.lr_shift)
+        for item in args.seed or []:
+            name, _, value = item.partition("=")
+            try:
+                await host.seed(name, int(value, 0))
+            except ValueError:
+                raise LocalsnnError(f"--seed {item!r}: write STREAM=VALUE, e.g. round:0=12345") from None
+        golden = None
+        if args.check:
+            golden = Golden(spec, await host.read_params())
+            golden.set_stream_states(await host.lfsr_states())
+        bar = tqdm(total=n, unit="sample", disable=None)
+        rep = await run_samples(host, samples, learn=args.learn, golden=golden, check_weights="end", log=lambda k, r: bar.update(1))
+        bar.close()
+        print(f"{spec.name} on the board: {rep.samples} {ds.name} {args.split} samples, learning {'on' if args.learn else 'off'}: "
+              f"accuracy {100 * rep.correct / max(rep.labelled, 1):.1f} % ({rep.correct}/{rep.labelled}), {rep.samples / rep.seconds:.1f} samples/s "
+              f"({host.frames} frames, {host.bytes} bytes on the line)")
+        if golden is not None:
+            if rep.mismatches:
+                print(f"MISMATCH with golden: {len(rep.mismatches)} differences; the first: " + "; ".join(f"sample {k}: {what}: chip {a}, golden {b}" for k, what, a, b in rep.mismatches[:5]))
+            else:
+                print("equal to golden: every STEP word and decision, and every weight at the end")
+        if args.save_weights:
+            save_params(await host.read_params(), args.save_weights, spec)
+            print(f"weights read back from the chip into {args.save_weights}")
+        return 1 if rep.mismatches else 0
+
+    try:
+        return asyncio.run(main())
+    finally:
+        close = getattr(link, "close", None)
+        if close is not None:
+            close()
+
+
+__all__ = [
+    "BridgeError", "FrameFormat", "board_run", "Host", "LinkTimeout", "RunReport", "SerialLink", "crc8", "encode_request",
+    "frame_format", "io_widths", "lfsr_stream_names", "run_samples",
+]
