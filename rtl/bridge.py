@@ -22,6 +22,8 @@ While a command waits for the chip (a bus access, a stream word), a byte on ``rx
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from amaranth import Cat, Const, Elaboratable, Module, Mux, Signal, Value
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
@@ -206,17 +208,25 @@ class Bridge(wiring.Component):
                 with m.If(byte == REQUEST_START):
                     m.next = "HDR"
 
+        @contextmanager
+        def frame_byte(*, checked=True):
+            """Inside a frame: a gap ends it as TRUNCATED; the body runs for each byte that
+            comes (``checked``: the byte goes into the CRC and ``pos`` counts it)."""
+            m.d.comb += in_frame.eq(1)
+            with m.If(timed_out):
+                answer(TRUNCATED)
+            with m.Elif(got):
+                if checked:
+                    m.d.sync += [crc.eq(crc8_next(crc, byte)), pos.eq(pos + 1)]
+                yield
+
         with m.FSM(name="bridge") as fsm:
             with m.State("SOF"):
                 with m.If(got & (byte == REQUEST_START)):
                     m.d.sync += [crc.eq(0), pos.eq(0)]
                     m.next = "HDR"
             with m.State("HDR"):
-                m.d.comb += in_frame.eq(1)
-                with m.If(timed_out):
-                    answer(TRUNCATED)
-                with m.Elif(got):
-                    m.d.sync += [crc.eq(crc8_next(crc, byte)), pos.eq(pos + 1)]
+                with frame_byte():
                     with m.Switch(pos):
                         with m.Case(0):
                             m.d.sync += cmd.eq(byte)
@@ -232,12 +242,8 @@ class Bridge(wiring.Component):
                             with m.Else():
                                 m.next = "PAY"
             with m.State("PAY"):
-                m.d.comb += in_frame.eq(1)
-                with m.If(timed_out):
-                    answer(TRUNCATED)
-                with m.Elif(got):
+                with frame_byte():
                     m.d.comb += [bw.addr.eq(pos), bw.data.eq(byte), bw.en.eq(1)]
-                    m.d.sync += [crc.eq(crc8_next(crc, byte)), pos.eq(pos + 1)]
                     with m.Switch(pos):  # the fixed fields: address (4 bytes), count (2 bytes)
                         for j in range(4):
                             with m.Case(j):
@@ -248,10 +254,7 @@ class Bridge(wiring.Component):
                     with m.If(pos == length - 1):
                         m.next = "CRC"
             with m.State("CRC"):
-                m.d.comb += in_frame.eq(1)
-                with m.If(timed_out):
-                    answer(TRUNCATED)
-                with m.Elif(got):
+                with frame_byte(checked=False):
                     with m.If(byte != crc):
                         answer(BAD_CRC)
                     with m.Else():
