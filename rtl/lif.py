@@ -273,12 +273,14 @@ class LIFLayer(LayerBase):
                         # one draw per class, in class order
                         r = lfsr_c.next
                         m.d.comb += [lfsr_c.advance.eq(stoch_c), lfsr_c.advance_by.eq(1)]
+                        # ELL: the classifier change is the same for every spiking row; one
+                        # rounding unit for all classes (one class per clock)
+                        da_k = _wire(m, Array(da)[cdraw_k], "cdraw_da")
+                        cdw_k = _wire(m, shift_round(-da_k, clf_shift, G.cfmt.rounding, r), "cdraw_dw")
                         with m.Switch(cdraw_k):
                             for c in range(C):
                                 with m.Case(c):
-                                    m.d.sync += crand[c].eq(r)
-                                    # ELL: the classifier change is the same for every spiking row
-                                    m.d.sync += cdw[c].eq(shift_round(-da[c], clf_shift, G.cfmt.rounding, r))
+                                    m.d.sync += [crand[c].eq(r), cdw[c].eq(cdw_k)]
                         m.d.sync += cdraw_k.eq(cdraw_k + 1)
                         with m.If(cdraw_k == C - 1):
                             m.d.sync += cdraw_k.eq(0)
@@ -397,6 +399,8 @@ class LIFLayer(LayerBase):
                 m.d.comb += [cumem.wr.addr.eq(s2.outer), cumem.wr.en.eq(Const(-1, L)), comem.wr.addr.eq(s2.outer), comem.wr.en.eq(Const(-1, L))]
                 if fell:
                     m.d.comb += [cfacmem.wr.addr.eq(s2.outer), cfacmem.wr.en.eq(Const(-1, L))]
+                # delta^a of lane k's class (one error product per lane, not one per class)
+                da_next = [_wire(m, (outs[k][1] - (self.label == s2.outer * L + k)) * outs_sg[k], f"da_next{k}") for k in range(L)]
                 with m.Switch(s2.outer):
                     for w in range(CPR):
                         with m.Case(w):
@@ -408,8 +412,7 @@ class LIFLayer(LayerBase):
                                     continue
                                 m.d.comb += [cumem.wr.data[k].eq(u_new), comem.wr.data[k].eq(o_new)]
                                 m.d.sync += [spikes_now[c].eq(o_new), self.counts[c].eq(self.counts[c] + o_new)]
-                                y = self.label == c
-                                d = _wire(m, (o_new - y) * outs_sg[k], f"da_next{c}")
+                                d = da_next[k]
                                 m.d.sync += da[c].eq(d)
                                 with m.If(d != 0):
                                     m.d.sync += err_any.eq(1)
@@ -433,7 +436,8 @@ class LIFLayer(LayerBase):
                 m.d.sync += g_acc.eq(g_total)
                 with m.If(s2.last):
                     u_i = _wire(m, Array([umem.rd.data[k] for k in range(L)])[lane_of(s2.outer)], "back_u")
-                    delta, _ = narrow(g_total * _sg(nrn, u_i), G.cfmt.frac + 2 * G.f_s - G.efmt.frac, G.efmt)
+                    g_sg = _wire(m, g_total * _sg(nrn, u_i), "back_g_sg")  # one multiplier: narrow reads it several times
+                    delta, _ = narrow(g_sg, G.cfmt.frac + 2 * G.f_s - G.efmt.frac, G.efmt)
                     delta = _wire(m, delta, "back_delta")
                     r = lfsr_h.next
                     m.d.comb += [lfsr_h.advance.eq(stoch_h), lfsr_h.advance_by.eq(1)]
