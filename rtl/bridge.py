@@ -25,7 +25,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from amaranth import Cat, Const, Elaboratable, Module, Mux, Signal, Value
-from amaranth.lib import memory, stream, wiring
+from amaranth.lib import io, memory, stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
@@ -432,8 +432,10 @@ class BoardTop(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         m.submodules.chip = chip = BridgeTop(self.spec, lanes=self.lanes, params=self.params, divisor=self.divisor(platform.default_clk_frequency))
-        uart = platform.request("uart", 0)
-        m.d.comb += [chip.rx.eq(uart.rx.i), uart.tx.o.eq(chip.tx)]
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.rx_buffer = rx = io.Buffer("i", uart.rx)
+        m.submodules.tx_buffer = tx = io.Buffer("o", uart.tx)
+        m.d.comb += [chip.rx.eq(rx.i), tx.o.eq(chip.tx)]
         return m
 
 

@@ -90,3 +90,54 @@ def test_host_checks_its_arguments_before_sending():
     with pytest.raises(BridgeError, match="0 would stop it"):
         asyncio.run(host.seed("round:0", 0))
     assert host.link.written == []
+
+
+def _pty_device(answer):
+    """A pseudo-terminal whose far end reads one request and writes ``answer(request)``."""
+    import os
+    import threading
+
+    master, slave = os.openpty()
+    name = os.ttyname(slave)
+
+    def device():
+        got = b""
+        while len(got) < 4 or len(got) < 5 + (got[2] | got[3] << 8):
+            got += os.read(master, 256)
+        os.write(master, answer(got))
+
+    t = threading.Thread(target=device, daemon=True)
+    t.start()
+    return name, t, (master, slave)
+
+
+def test_serial_link_round_trip_on_a_pty():
+    from localsnn.board import SerialLink
+
+    name, t, fds = _pty_device(lambda req: response(OK, READ, (0x4C534E4E).to_bytes(4, "little")))
+    link = SerialLink(name, 115200, timeout_s=5)
+    host = _host([])
+    host.link = link
+    try:
+        assert asyncio.run(host.read(0)) == 0x4C534E4E
+    finally:
+        link.close()
+    t.join(5)
+
+
+def test_board_run_refuses_a_device_that_is_not_the_chip(capsys):
+    from localsnn.cli import main
+
+    name, t, fds = _pty_device(lambda req: response(OK, READ, (0x12345678).to_bytes(4, "little")))
+    assert main(["board", "run", "--port", name, "--config", "digits", "--samples", "2"]) == 2
+    assert "ID register reads 0x12345678, not 0x4c534e4e" in capsys.readouterr().err
+    t.join(5)
+
+
+def test_board_run_says_what_is_wrong_with_its_arguments(capsys):
+    from localsnn.cli import main
+
+    assert main(["board", "run", "--port", "/nonexistent/tty", "--config", "digits"]) == 2
+    assert "cannot open serial port '/nonexistent/tty'" in capsys.readouterr().err
+    assert main(["board", "run", "--port", "/nonexistent/tty", "--config", "digits", "--samples", "0"]) == 2
+    assert "--samples 0: give at least 1" in capsys.readouterr().err
