@@ -499,6 +499,17 @@ def board_run(args, open_link=None) -> int:
 
 
 __all__ = [
-    "BridgeError", "FrameFormat", "board_run", "Host", "LinkTimeout", "RunReport", "SerialLink", "crc8", "encode_request",
-    "frame_format", "io_widths", "lfsr_stream_names", "run_samples",
+    "BridgeError",
+    "FrameFormat",
+    "Host",
+    "LinkTimeout",
+    "RunReport",
+    "SerialLink",
+    "board_run",
+    "crc8",
+    "encode_request",
+    "frame_format",
+    "io_widths",
+    "lfsr_stream_names",
+    "run_samples",
 ]

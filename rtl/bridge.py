@@ -28,12 +28,26 @@ from amaranth import Cat, Const, Elaboratable, Module, Mux, Signal, Value
 from amaranth.lib import io, memory, stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
+from localsnn.rtl.top import Network, bus_signature
 
 from localsnn.board import (
-    BAD_COMMAND, BAD_CRC, BAD_LENGTH, FRAME_TIMEOUT_BITS, OK, PEEK, READ, RECV, REQUEST_START, RESPONSE_START, SEND,
-    TRUNCATED, WRITE, FrameFormat, crc8, frame_format,
+    BAD_COMMAND,
+    BAD_CRC,
+    BAD_LENGTH,
+    FRAME_TIMEOUT_BITS,
+    OK,
+    PEEK,
+    READ,
+    RECV,
+    REQUEST_START,
+    RESPONSE_START,
+    SEND,
+    TRUNCATED,
+    WRITE,
+    FrameFormat,
+    crc8,
+    frame_format,
 )
-from localsnn.rtl.top import Network, bus_signature
 
 
 def crc8_next(crc: Value, byte: Value) -> Value:

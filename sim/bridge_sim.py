@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from localsnn.golden.params import Params, init_params, save_params
+
 from localsnn.spec import NetworkSpec, dumps
 
 TESTS = ("learning_run", "bad_frames", "controls")
@@ -25,7 +25,6 @@ SIM_DIVISOR = 8
 
 def bridge_verilog(spec: NetworkSpec, lanes: int, params: Params | None, divisor: int, name: str = "bridge_top") -> tuple[str, list[dict]]:
     from amaranth.back import verilog
-
     from localsnn.rtl.bridge import BridgeTop
 
     top = BridgeTop(spec, lanes=lanes, params=params, divisor=divisor)

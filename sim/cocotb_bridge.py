@@ -15,16 +15,27 @@ from pathlib import Path
 
 import cocotb
 import numpy as np
-
-from localsnn import spec as specmod
-from localsnn.board import (
-    BAD_COMMAND, BAD_CRC, BAD_LENGTH, FRAME_TIMEOUT_BITS, OK, READ, SEND, TRUNCATED, WRITE, BridgeError, Host,
-    encode_request, run_samples,
-)
 from localsnn.golden import Golden
 from localsnn.golden.params import load_params
 from localsnn.sim.drivers import SerialLine, reset, start_clock
 from localsnn.sim.harness import check_samples
+
+from localsnn import spec as specmod
+from localsnn.board import (
+    BAD_COMMAND,
+    BAD_CRC,
+    BAD_LENGTH,
+    FRAME_TIMEOUT_BITS,
+    OK,
+    READ,
+    SEND,
+    TRUNCATED,
+    WRITE,
+    BridgeError,
+    Host,
+    encode_request,
+    run_samples,
+)
 
 
 def _job():
@@ -152,8 +163,15 @@ async def controls(dut):
     run = await run_samples(host, samples[:1], learn=False, golden=golden, check_weights="end")
     out["learning off: no mismatch"] = not run.mismatches
     out["learning off: weights unchanged"] = bool(np.array_equal(await host.read_memory("layer0.w"), w0))
+    # learning on but no layer in the mask: no weight changes either
+    await host.set_layer_learning(0)
+    out["layer mask read back"] = await host.read_register("LEARN_MASK") == 0
+    await host.set_learning(True)
+    await host.run_sample(*samples[0])
+    out["layer mask 0: weights unchanged"] = bool(np.array_equal(await host.read_memory("layer0.w"), w0))
+    await host.set_layer_learning((1 << len(spec.layers)) - 1)
     # the learning-rate shift: in range taken, out of range refused by the host
-    lo, hi = spec.lr_shift_range()
+    _, hi = spec.lr_shift_range()
     await host.set_lr_shift(hi)
     out["lr shift set"] = await host.read_register("LR_SHIFT") == hi
     try:
@@ -178,3 +196,4 @@ async def controls(dut):
     out["run from written weights equals golden"] = not run.mismatches
     (job / "controls.json").write_text(json.dumps(out))
     assert all(out.values()), out
+    assert line.framing_errors == 0

@@ -23,8 +23,8 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 
-from cocotb.clock import Clock
 import cocotb
+from cocotb.clock import Clock
 from cocotb.triggers import Event, FallingEdge, First, Lock, ReadOnly, RisingEdge, Timer
 
 __all__ = ["BusMaster", "BusTimeout", "SerialLine", "StreamSink", "StreamSource", "reset", "start_clock"]

@@ -9,7 +9,17 @@ import pytest
 
 from localsnn import spec as S
 from localsnn.board import (
-    BAD_CRC, OK, READ, RESPONSE_START, BridgeError, Host, LinkTimeout, crc8, encode_request, frame_format, io_widths,
+    BAD_CRC,
+    OK,
+    READ,
+    RESPONSE_START,
+    BridgeError,
+    Host,
+    LinkTimeout,
+    crc8,
+    encode_request,
+    frame_format,
+    io_widths,
 )
 
 
@@ -114,7 +124,7 @@ def _pty_device(answer):
 def test_serial_link_round_trip_on_a_pty():
     from localsnn.board import SerialLink
 
-    name, t, fds = _pty_device(lambda req: response(OK, READ, (0x4C534E4E).to_bytes(4, "little")))
+    name, t, _fds = _pty_device(lambda req: response(OK, READ, (0x4C534E4E).to_bytes(4, "little")))
     link = SerialLink(name, 115200, timeout_s=5)
     host = _host([])
     host.link = link
@@ -128,7 +138,7 @@ def test_serial_link_round_trip_on_a_pty():
 def test_board_run_refuses_a_device_that_is_not_the_chip(capsys):
     from localsnn.cli import main
 
-    name, t, fds = _pty_device(lambda req: response(OK, READ, (0x12345678).to_bytes(4, "little")))
+    name, t, _fds = _pty_device(lambda req: response(OK, READ, (0x12345678).to_bytes(4, "little")))
     assert main(["board", "run", "--port", name, "--config", "digits", "--samples", "2"]) == 2
     assert "ID register reads 0x12345678, not 0x4c534e4e" in capsys.readouterr().err
     t.join(5)

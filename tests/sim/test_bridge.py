@@ -4,11 +4,11 @@ UART + frames gateware -> the chip, in Verilator; results equal the golden model
 from __future__ import annotations
 
 import pytest
+from localsnn.golden.encode import quantize_pixels
+from localsnn.sim.bridge_sim import bridge_cosim
 
 from localsnn import data
 from localsnn import spec as S
-from localsnn.golden.encode import quantize_pixels
-from localsnn.sim.bridge_sim import bridge_cosim
 
 
 @pytest.fixture(scope="module")
