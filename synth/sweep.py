@@ -35,7 +35,12 @@ def sweep_spec(rule: str, hidden: int) -> specmod.NetworkSpec:
     if rule not in BASE_SPECS:
         raise LocalsnnError(f"unknown rule {rule!r} for the sweep; allowed: {', '.join(BASE_SPECS)}")
     base = specmod.load(BASE_SPECS[rule]).with_rule(rule)
-    layers = (dataclasses.replace(base.layers[0], size=hidden),) + base.layers[1:]
+    first = base.layers[0]
+    # the classifier sums up to `hidden` weights: its accumulator grows to what that needs
+    clf = first.classifier
+    need = (hidden * clf.weight.max_abs).bit_length() + 1
+    clf = dataclasses.replace(clf, accumulator=max(clf.accumulator, need))
+    layers = (dataclasses.replace(first, size=hidden, classifier=clf),) + base.layers[1:]
     return dataclasses.replace(base, name=f"digits-{rule}-h{hidden}", layers=layers)
 
 

@@ -183,6 +183,10 @@ def test_parsers():
 def test_sweep_specs_and_outputs(tmp_path):
     s = sweep_spec("fell", 24)
     assert s.layers[0].size == 24 and s.learning.rule == "fell" and s.inputs == 64 and s.name == "digits-fell-h24"
+    # a wide layer: the classifier's accumulator grows to its worst-case sum (the spec checks it)
+    wide = sweep_spec("ell", 2048)
+    clf = wide.layers[0].classifier
+    assert clf.accumulator == (2048 * clf.weight.max_abs).bit_length() + 1 > S.load("digits").layers[0].classifier.accumulator
     rows = [
         {"rule": "ell", "hidden": 16, "lanes": 1, "fits": "yes", "logic_used": 4000, "logic_available": 5280, "ff_used": 1200, "bram_used": 9, "bram_available": 30, "dsp_used": 3, "dsp_available": 8, "fmax_mhz": 21.5, "target_mhz": 30.0, "met": "no", "build_s": 90, "note": ""},
         {"rule": "ell", "hidden": 32, "lanes": 1, "fits": "no", "logic_used": 6100, "logic_available": 5280, "ff_used": "", "bram_used": "", "bram_available": "", "dsp_used": "", "dsp_available": "", "fmax_mhz": "", "target_mhz": "", "met": "", "build_s": "", "note": "logic cells: 6100/5280"},
