@@ -5,6 +5,8 @@
     localsnn spec list                              the example specs shipped with localsnn
     localsnn golden train --config FILE --dataset NAME [--epochs N] [--out DIR] [--resume]
     localsnn golden eval  --config FILE --dataset NAME --weights FILE
+    localsnn train --config FILE --rule NAME --dataset NAME [--epochs N] [--device cuda] [-o DIR] [--resume]
+    localsnn export CHECKPOINT [--config FILE] -o DIR   float weights -> golden fixed point, both accuracies
     localsnn bench golden                           MNIST 784-800-10 throughput on one core
     localsnn synth --config FILE --board NAME [-o DIR] [--lanes N] [--target-mhz F] [--no-cache]
     localsnn synth --sweep --board NAME [-o DIR] [--sizes ..] [--lanes-list ..] [--rules ..]
@@ -363,6 +365,93 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- float training (torch) --------------------------------------------------------------------
+
+
+def _need_torch(what: str) -> None:
+    if _missing(("torch",)):
+        raise LocalsnnError(f"torch not installed; 'localsnn {what}' needs it: pip install 'localsnn[train]' (from the repository: pip install '.[train]')")
+
+
+def _float_list(text: str, what: str, count: int) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != count:
+        raise LocalsnnError(f"{what} takes {count} comma-separated numbers, not {text!r}")
+    return values
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    _need_torch("train")
+    from localsnn.train import loop, registry
+    from localsnn.train.api import RuleOptions
+
+    registry.lookup(args.rule)  # an unknown rule fails before anything is loaded
+    if args.arch and args.rule not in registry.arch_rules():
+        raise LocalsnnError(f"--arch: rule {args.rule!r} has no nets from an architecture string; rules with --arch: {', '.join(registry.arch_rules())}")
+    loop.check_device(args.device)
+    s = loop.override_spec(specmod.load(args.config), encoding=args.encoding, timesteps=args.timesteps, tau=args.tau)
+    defaults = RuleOptions()
+    options = RuleOptions(
+        update=args.update,
+        surrogate=args.surrogate,
+        surrogate_width=args.surrogate_width,
+        kp_decay=args.kp_decay,
+        k=args.k,
+        n=args.n,
+        random_classifiers=args.random_classifiers,
+        decolle_reg=_float_list(args.decolle_reg, "--decolle-reg", 2) if args.decolle_reg else defaults.decolle_reg,
+        seed=args.seed,
+    )
+    cfg = loop.TrainConfig(
+        rule=args.rule, dataset=args.dataset, batch=args.batch, optimizer=args.optimizer, lr=args.lr,
+        lr_step=args.lr_step, lr_gamma=args.lr_gamma, seed=args.seed, arch=args.arch, limit=args.limit,
+        eval_train=not args.no_eval_train, options=options,
+    )
+    net = args.arch or s.name
+    out = Path(args.out) if args.out else Path("runs") / "train" / "-".join([args.dataset, *([args.arch] if args.arch else []), args.rule])
+    ds = loop.load_dataset(args.dataset, args.data_dir, s, args.arch)
+
+    def show(m) -> None:
+        test = " ".join(_pct(a) for a in m.test_acc)
+        train_ = " ".join(_pct(a) for a in m.train_acc) if m.train_acc is not None else "-"
+        print(f"epoch {m.epoch:3d}  test {test}  train {train_}  loss {m.loss:.4f}  lr {m.lr:.3g}  {m.samples_per_s:7.0f} samples/s  {m.seconds:6.1f} s", flush=True)
+
+    def start(learner, history) -> None:
+        describe = getattr(learner, "describe", None)
+        print(f"{describe() if callable(describe) and args.arch else net}: float training, rule {args.rule} ({options.update} updates), {s.encoding.kind} code, T = {s.timesteps}, on {ds.describe()}")
+        print(f"{cfg.optimizer} lr {cfg.lr:g} x {cfg.lr_gamma:g} every {cfg.lr_step} epochs, batch {cfg.batch}, seed {cfg.seed}, device {args.device}" + (f"; resumed after epoch {len(history)} from {out}/" if history else ""))
+        print("accuracy of each layer's local classifier (first layer first; the last is the network's decision): test and train with learning off; loss = the rule's mean loss while learning")
+        for m in history:
+            show(m)
+
+    _, history = loop.train(s, cfg, epochs=args.epochs, out=out, device=args.device, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet, on_epoch=show, on_start=start, ds=ds)
+    best = max(h.test_acc[-1] for h in history)
+    print(f"best test accuracy (network decision): {_pct(best).strip()}; checkpoint, metrics and plots in {out}/")
+    if not args.arch:
+        print(f"to golden fixed point: localsnn export {out} -o {out / 'export'}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    _need_torch("export")
+    from localsnn.train import loop
+    from localsnn.train.export import describe_report, export
+
+    loop.check_device(args.device)
+    s = specmod.load(args.config) if args.config else None
+    res = export(args.checkpoint, args.out, spec=s, dataset=args.dataset, data_dir=args.data_dir, device=args.device, progress=not args.quiet, evaluate=not args.no_eval)
+    out = Path(args.out)
+    print(f"{res.spec.name}: exported {args.checkpoint} into the spec's fixed-point formats -> {out / 'weights.npz'}, {out / 'spec.toml'}")
+    print(describe_report(res.report))
+    if res.float_acc:
+        print(res.table())
+    print(f"continue learning on chip from these weights: localsnn golden train --config {out / 'spec.toml'} --dataset {res.dataset} --weights {out / 'weights.npz'}")
+    return 0
+
+
 # -- bench --------------------------------------------------------------------------------------
 
 
@@ -467,6 +556,50 @@ def build_parser() -> argparse.ArgumentParser:
     kr.add_argument("--check", action="store_true", help="run golden beside the board from the chip's read-back weights and seeds; compare every output and the final weights")
     kr.set_defaults(func=cmd_board)
 
+    tp = sub.add_parser("train", help="float training with torch (GPU or CPU): every rule, per-layer accuracies, checkpoints, plots")
+    tp.add_argument("--config", required=True, help="spec TOML file or shipped spec name (the net, its encoding, T, tau, theta)")
+    tp.add_argument("--rule", required=True, help="bptt, ell, bell, fell, fell-kp, decolle, tlbptt")
+    tp.add_argument("--dataset", required=True, choices=["digits", "mnist", "fashion"])
+    tp.add_argument("--data-dir", help="folder holding the dataset files (else the cache, fetched once)")
+    tp.add_argument("--epochs", type=int, default=10)
+    tp.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    tp.add_argument("-o", "--out", help="output folder (default runs/train/<dataset>-[<arch>-]<rule>)")
+    tp.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out (after its last finished epoch)")
+    tp.add_argument("--overwrite", action="store_true", help="start over in an --out folder that holds a checkpoint")
+    tp.add_argument("--arch", help="a convolutional net instead of the spec's layers, e.g. 12c5-p2-64c5-p2-10 (lif rules)")
+    tp.add_argument("--encoding", choices=["direct", "rate", "latency"], help="override the spec's input code")
+    tp.add_argument("--timesteps", type=int, help="override the spec's T")
+    tp.add_argument("--tau", type=float, help="override tau of every LIF neuron (Ma et al.: 40 with the latency code)")
+    tp.add_argument("--batch", type=int, default=100, help="minibatch size (default 100)")
+    tp.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
+    tp.add_argument("--lr", type=float, default=5e-4, help="learning rate (default 5e-4)")
+    tp.add_argument("--lr-step", type=int, default=15, help="multiply the learning rate by --lr-gamma every N epochs (default 15)")
+    tp.add_argument("--lr-gamma", type=float, default=0.2, help="default 0.2 (divide by 5)")
+    tp.add_argument("--update", choices=["step", "sample"], default="step", help="optimizer step after every time step (default) or once per window")
+    tp.add_argument("--k", type=int, default=5, help="tlbptt: truncation length in steps (default 5)")
+    tp.add_argument("--n", type=int, default=1, help="tlbptt: layers per block (default 1)")
+    tp.add_argument("--surrogate", choices=["exp", "rect", "boxcar"], help="surrogate derivative (default: the spec's)")
+    tp.add_argument("--surrogate-width", type=float, help="its width (default: the spec's)")
+    tp.add_argument("--kp-decay", type=float, default=1e-4, help="fell-kp: weight decay of the feedback matrix (default 1e-4)")
+    tp.add_argument("--random-classifiers", action="store_true", help="fixed random local classifiers (Guo et al.)")
+    tp.add_argument("--decolle-reg", metavar="L1,L2", help="decolle: regulariser weights (default 0.01,0.001)")
+    tp.add_argument("--seed", type=int, default=0, help="initial weights, sample order, rate-code spikes (default 0)")
+    tp.add_argument("--limit", type=int, help="use only the first N training samples")
+    tp.add_argument("--no-eval-train", action="store_true", help="skip the train-set evaluation after each epoch")
+    tp.add_argument("--quiet", action="store_true", help="no progress bar")
+    tp.set_defaults(func=cmd_train)
+
+    ep = sub.add_parser("export", help="quantize a float checkpoint into golden's fixed point; float vs golden accuracy")
+    ep.add_argument("checkpoint", help="a run folder of 'localsnn train' or its checkpoint.pt")
+    ep.add_argument("--config", help="spec whose formats to quantize into (default: the spec the checkpoint was trained with)")
+    ep.add_argument("-o", "--out", required=True, help="output folder (weights.npz, spec.toml, export.json)")
+    ep.add_argument("--dataset", choices=["digits", "mnist", "fashion"], help="test set for the accuracies (default: the training dataset)")
+    ep.add_argument("--data-dir")
+    ep.add_argument("--device", default="cpu", help="for the float evaluation: cpu (default), cuda or cuda:N")
+    ep.add_argument("--no-eval", action="store_true", help="only write the weights")
+    ep.add_argument("--quiet", action="store_true", help="no progress bar")
+    ep.set_defaults(func=cmd_export)
+
     bp = sub.add_parser("bench", help="benchmarks that print figures")
     bp.add_argument("target", choices=["golden", "rtl"], help="golden: MNIST throughput on one core; rtl: cycles per step against the bound")
     bp.add_argument("--samples", type=int, default=2000, help="samples per rule (golden: online learning; rtl: at most 20 test samples)")
@@ -489,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"localsnn: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("localsnn: interrupted" + (" (resume with --resume)" if getattr(args, "command", "") == "golden" else ""), file=sys.stderr)
+        print("localsnn: interrupted" + (" (resume with --resume)" if getattr(args, "command", "") in ("golden", "train") else ""), file=sys.stderr)
         return 130
 
 
