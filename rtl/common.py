@@ -38,12 +38,14 @@ class LaneMemory:
     """A memory of ``depth`` words of ``lanes`` elements, with one read and one write port
     (write enable per lane), shared between the engine and the debug bus.
 
-    ``region``: the bus region number, or None for a memory the bus cannot reach. An element's
+    ``region``: the bus region number, or None for a memory the bus cannot reach. ``block_ram``
+    asks synthesis for block RAM even where the memory is small enough for flip-flops (which,
+    with their read multiplexers, cost more logic cells than the block does). An element's
     bus index is ``word * lanes + lane``; for 2-D arrays stored row by row with ``words_per_row``
     words, that is ``row * words_per_row * lanes + column``.
     """
 
-    def __init__(self, m: Module, name: str, elem_shape, lanes: int, depth: int, *, init=None, region: int | None = None, fields: dict | None = None, writable: bool = True, second_read: bool = False) -> None:
+    def __init__(self, m: Module, name: str, elem_shape, lanes: int, depth: int, *, init=None, region: int | None = None, fields: dict | None = None, writable: bool = True, second_read: bool = False, block_ram: bool = False) -> None:
         self.name = name
         self.lanes = lanes
         self.depth = max(depth, 2)  # a 1-deep memory would have a 0-bit address (a [-1:0] wire in Verilog)
@@ -54,7 +56,7 @@ class LaneMemory:
         rows = None
         if init is not None:
             rows = [list(r) for r in init]
-        self.mem = memory.Memory(shape=shape, depth=self.depth, init=rows or [])
+        self.mem = memory.Memory(shape=shape, depth=self.depth, init=rows or [], attrs={"ram_style": "block"} if block_ram else None)
         m.submodules[name] = self.mem
         self.wr = self.mem.write_port(granularity=1) if writable else None
         # no read-during-write bypass: no phase reads a word in the cycle it is written

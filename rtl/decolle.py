@@ -46,7 +46,7 @@ class DecolleLayer(LayerBase):
         counts_bits = clf.accumulator + spec.timesteps.bit_length() + 1
         super().__init__(spec, index, lanes, params, regions, ev_shape, ev_depth, signed(counts_bits))
         self.lfsr_seeds = lfsr_seeds
-        self.lfsrs = (LFSR(spec.lfsr.width, lfsr_seeds[0], steps=(1,)), None) if self.rule == "decolle" else None
+        self.lfsrs = (LFSR(spec.lfsr.width, lfsr_seeds[0]), None) if self.rule == "decolle" else None
 
     def memory_map(self) -> list[dict]:
         G, L, N, C, i = self.g, self.lanes, self.N, self.C, self.index
@@ -127,7 +127,7 @@ class DecolleLayer(LayerBase):
 
         in_compact = Signal()
         compact_done = Signal()
-        phase_cnt = [Signal(32, name=f"pc_{p}") for p in self.PHASES]
+        phase_cnt = [Signal(self.phase_bits, name=f"pc_{p}") for p in self.PHASES]
         for k, sig in enumerate(phase_cnt):
             m.d.comb += self.phase_cycles[k].eq(sig)
 
@@ -311,7 +311,7 @@ class DecolleLayer(LayerBase):
                     u_i = _wire(m, Array([umem.rd.data[k] for k in range(L)])[lane_of(s2.outer)], "back_u")
                     d, _ = narrow(err_total * _sg(nrn, u_i), G.hfmt.frac + G.cfmt.frac + G.f_s - G.efmt.frac, G.efmt)
                     d = _wire(m, d, "back_d")
-                    m.d.comb += [lfsr_h.advance.eq(stoch), lfsr_h.advance_by.eq(1)]
+                    m.d.comb += lfsr_h.advance.eq(stoch)
                     m.d.comb += [dlmem.wr.addr.eq(word_of(s2.outer)), dlmem.wr.en.eq(Const(1, L) << lane_of(s2.outer))]
                     for k in range(L):
                         m.d.comb += [dlmem.wr.data[k]["d"].eq(d), dlmem.wr.data[k]["r"].eq(lfsr_h.next)]

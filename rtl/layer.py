@@ -62,6 +62,9 @@ class LayerBase(wiring.Component):
         self.lr_base = {"hid": (G.shift - spec.learning.lr_shift) if G.shift is not None else 0,
                         "clf": (G.clf_shift - spec.learning.lr_shift) if G.clf_shift is not None else 0}
         self.idx_bits = max((self.N - 1).bit_length(), 1)
+        #: the width of the phase cycle counters: a phase is a loop over at most ``words_max``
+        #: (index, word) pairs plus a few clocks of pipeline and control; 4x that never overflows
+        self.phase_bits = min((4 * self.words_max).bit_length(), 32)
         T = spec.timesteps
         super().__init__({
             "start": In(1),
@@ -81,8 +84,21 @@ class LayerBase(wiring.Component):
             "clf_spikes": Out(self.C),
             "counts": Out(data.ArrayLayout(counts_shape, self.C)),
             "dbg": In(dbg_signature()),
-            "phase_cycles": Out(data.ArrayLayout(unsigned(32), max(len(self.PHASES), 1))),
+            "phase_cycles": Out(data.ArrayLayout(unsigned(self.phase_bits), max(len(self.PHASES), 1))),
         })
+
+    @property
+    def words_max(self) -> int:
+        """More than the (index, word) pairs of any one phase of a step: every word of the
+        weights and of the classifier weights, one per input, neuron and class, and 16 clocks of
+        pipeline and control."""
+        return self.fan_in * self.wpr + self.N * self.cpr + self.fan_in + self.N + self.C + 16
+
+    @property
+    def step_cycles_max(self) -> int:
+        """An upper bound of the clock cycles of one step of this layer: every phase at its
+        longest."""
+        return len(self.PHASES) * self.words_max
 
     def _spike_list(self, m: Module):
         """The spike list in two banks, one per step parity: while this layer computes step t

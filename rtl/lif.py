@@ -15,7 +15,8 @@ FWD          word w, input event e                    I = sum w x; u, o = integr
 COMPACT      state words                               spike list of the layer
 CFWD         classifier word, spike                    classifier neurons; delta^a
 LIVE, CLIVE  events / spikes (FELL)                    rows whose trace is nonzero
-CDRAW        classes                                   one round:<l>.clf draw per class
+CDRAW        classes                                   one round:<l>.clf draw per class (ELL: R(-delta^a))
+SKIP         C + N draws (no error at this step)       the draws golden discards
 BACKPROP     neuron i, classifier word                 delta_i = fit_E(R(lut(u_i) sum_k w^a_ik delta^a_k))
 CUPD         spike, classifier word (ELL)              w^a += R(-delta^a)
 HUPD         event, word (ELL)                         w += R(-delta x)
@@ -24,7 +25,9 @@ FTRACE       live input row, word (FELL)               e = R(e c) + x ; w += R(-
 =========== ======================================== ==================================
 
 When the classifier made no error at this step (every delta^a is 0), golden changes no weight
-but still consumes its random draws: the LFSRs jump over them in one clock.
+but still consumes its random draws: the LFSRs skip them in SKIP, one draw per clock (C of
+``round:<l>.clf``, then N of ``round:<l>``; the two streams share one draw network, see
+``rtl/lfsr.py``, so one of them draws at a time).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from localsnn.golden.params import LayerParams
 from localsnn.rtl.common import LaneMemory
 from localsnn.rtl.layer import LayerBase, _rows, _sg, _wire, build_clear, build_compact, build_live, make_live
 from localsnn.rtl.fixed import fit, fmt_shape, narrow, shift_round
-from localsnn.rtl.lfsr import LFSR
+from localsnn.rtl.lfsr import LFSR, shared_draw
 from localsnn.rtl.loop import Loop
 from localsnn.rtl.neuron import integrate, leak
 from localsnn.spec import NetworkSpec
@@ -59,7 +62,7 @@ class LIFLayer(LayerBase):
         super().__init__(spec, index, lanes, params, regions, ev_shape, ev_depth, unsigned((spec.timesteps + 1).bit_length()))
         self.lfsr_seeds = lfsr_seeds
         # the stochastic-rounding streams round:<l> and round:<l>.clf (the top reads and seeds them)
-        self.lfsrs = (LFSR(spec.lfsr.width, lfsr_seeds[0], steps=(1, self.N)), LFSR(spec.lfsr.width, lfsr_seeds[1], steps=(1, self.C))) if self.rule in ("ell", "fell") else None
+        self.lfsrs = tuple(LFSR(spec.lfsr.width, seed, shared=True) for seed in lfsr_seeds) if self.rule in ("ell", "fell") else None
 
 
     def _factor(self, neurons, u_old) -> Value:
@@ -107,6 +110,8 @@ class LIFLayer(LayerBase):
         nrn, cn = G.neurons, G.clf_neurons
         fell = self.rule == "fell"
         learns = self.rule in ("ell", "fell")
+        stoch_h = self.spec.layers[self.index].weight.rounding == "stochastic"
+        stoch_c = self.spec.layers[self.index].classifier.weight.rounding == "stochastic"
         lane_of = lambda v: v[: self.log2l] if self.log2l else Const(0, 1)  # noqa: E731
         word_of = lambda v: v >> self.log2l  # noqa: E731
 
@@ -125,6 +130,8 @@ class LIFLayer(LayerBase):
             dl_layout = data.StructLayout({"d": fmt_shape(G.efmt), "r": unsigned(rbits)})
             dlmem = LaneMemory(m, "delta", dl_layout, L, WPR)
             lfsr_h, lfsr_c = self.lfsrs  # submodules of the top, which reads and seeds them
+            draw_clf = Signal()  # the shared draw network serves round:<l>.clf (else round:<l>)
+            draw = shared_draw(m, [lfsr_h, lfsr_c], draw_clf)
         if fell:
             T_ = G.tfmt
             tmax = self.spec.timesteps
@@ -138,17 +145,17 @@ class LIFLayer(LayerBase):
             ccurmem, clive, n_clive = make_live(m, "hid", N, tmax, None)
             mems.update({"e": emem, "ce": cemem})
 
-        # ---- per-class registers ---------------------------------------------------------------
+        # ---- per-class values: a memory of classifier words, read with the classifier weights ----
+        # da: delta^a_k (frac f_s), written by CFWD; dw (ELL): the classifier change R(-delta^a_k),
+        # or r (FELL): the class's draw, both written by CDRAW (which rewrites da as it read it)
         sbits = self.spec.learning.surrogate.format.width + 2
-        da = [Signal(signed(sbits), name=f"da{c}") for c in range(C)]  # delta^a_k, frac f_s
-        crand = [Signal(self.spec.lfsr.width, name=f"cr{c}") for c in range(C)]
-        cdw = [Signal(signed(G.cfmt.width + 1), name=f"cdw{c}") for c in range(C)]  # ELL: R(-delta^a)
         err_any = Signal()
         spikes_now = Signal(C)
-
-        def per_class(word: Value, regs, pad=0):
-            """Lane k of classifier word ``word``: an Array over words for each lane."""
-            return [Array([regs[w * L + k] if w * L + k < C else Const(pad) for w in range(CPR)])[word] for k in range(L)]
+        if learns:
+            crbits = self.spec.lfsr.width if stoch_c else 1
+            cls_layout = data.StructLayout({"da": signed(sbits), "dw" if not fell else "r": signed(G.cfmt.width + 1) if not fell else unsigned(crbits)})
+            clsmem = LaneMemory(m, "cls", cls_layout, L, CPR, block_ram=True)
+            m.d.comb += clsmem.rd.en.eq(1)
 
         # ---- the pipeline loops -----------------------------------------------------------------
         ev_count = self.ev_count
@@ -162,6 +169,7 @@ class LIFLayer(LayerBase):
         fwd = loop("fwd", WPR, ev_count, WPR, self.fan_in, True)
         cfwd = loop("cfwd", CPR, spk_count, CPR, N, True)
         if learns:
+            cdr = loop("cdraw", C, 1, C, 1)
             back = loop("back", N, CPR, N, CPR)
             cupd = loop("cupd", spk_count, CPR, N, CPR)
             hupd = loop("hupd", ev_count, WPR, self.fan_in, WPR)
@@ -187,14 +195,12 @@ class LIFLayer(LayerBase):
         compact_done = Signal()
 
         # ---- control FSM ------------------------------------------------------------------------
-        phase_cnt = [Signal(32, name=f"pc_{p}") for p in self.PHASES]
+        phase_cnt = [Signal(self.phase_bits, name=f"pc_{p}") for p in self.PHASES]
         for k, sig in enumerate(phase_cnt):
             m.d.comb += self.phase_cycles[k].eq(sig)
         lr = self.lr_shift
         hid_shift = _wire(m, (lr + self.lr_base["hid"])[:6], "hid_shift")  # >= 0 for every allowed lr_shift
         clf_shift = _wire(m, (lr + self.lr_base["clf"])[:6], "clf_shift")
-        stoch_h = self.spec.layers[self.index].weight.rounding == "stochastic"
-        stoch_c = self.spec.layers[self.index].classifier.weight.rounding == "stochastic"
 
         with m.FSM(name="ctl") as fsm:
             with m.State("IDLE"):
@@ -257,35 +263,44 @@ class LIFLayer(LayerBase):
                     with m.If(clv.done):
                         m.next = "CDRAW"
             if learns:
-                cdraw_k = Signal(range(C + 1))
+                skip_c = C if stoch_c else 0
+                skips = skip_c + (N if stoch_h else 0)
+
+                def after_skip():
+                    if fell:
+                        m.d.comb += cftr.start.eq(1)
+                        m.next = "CFTRACE"
+                    else:
+                        m.d.comb += self.done.eq(1)
+                        m.next = "IDLE"
+
+                if skips:
+                    skip_k = Signal(range(skips))
+                    with m.State("SKIP"):
+                        m.d.sync += [phase_cnt[5].eq(phase_cnt[5] + 1), skip_k.eq(skip_k + 1)]
+                        with m.If(skip_k < skip_c):
+                            m.d.comb += [draw_clf.eq(1), lfsr_c.advance.eq(1)]
+                        with m.Else():
+                            m.d.comb += lfsr_h.advance.eq(1)
+                        with m.If(skip_k == skips - 1):
+                            m.d.sync += skip_k.eq(0)
+                            after_skip()
                 with m.State("CDRAW"):
                     m.d.sync += phase_cnt[5].eq(phase_cnt[5] + 1)
                     with m.If(~err_any):
-                        # no error: golden draws and discards N + C words; jump over them
-                        m.d.comb += [lfsr_h.advance.eq(stoch_h), lfsr_h.advance_by.eq(N), lfsr_c.advance.eq(stoch_c), lfsr_c.advance_by.eq(C)]
-                        if fell:
-                            m.d.comb += cftr.start.eq(1)
-                            m.next = "CFTRACE"
+                        # no error: golden draws and discards C + N words; SKIP them
+                        if skips:
+                            m.next = "SKIP"
                         else:
-                            m.d.comb += self.done.eq(1)
-                            m.next = "IDLE"
+                            after_skip()
                     with m.Else():
-                        # one draw per class, in class order
-                        r = lfsr_c.next
-                        m.d.comb += [lfsr_c.advance.eq(stoch_c), lfsr_c.advance_by.eq(1)]
-                        # ELL: the classifier change is the same for every spiking row; one
-                        # rounding unit for all classes (one class per clock)
-                        da_k = _wire(m, Array(da)[cdraw_k], "cdraw_da")
-                        cdw_k = _wire(m, shift_round(-da_k, clf_shift, G.cfmt.rounding, r), "cdraw_dw")
-                        with m.Switch(cdraw_k):
-                            for c in range(C):
-                                with m.Case(c):
-                                    m.d.sync += [crand[c].eq(r), cdw[c].eq(cdw_k)]
-                        m.d.sync += cdraw_k.eq(cdraw_k + 1)
-                        with m.If(cdraw_k == C - 1):
-                            m.d.sync += cdraw_k.eq(0)
-                            m.d.comb += back.start.eq(1)
-                            m.next = "BACKPROP"
+                        m.d.comb += cdr.start.eq(1)
+                        m.next = "CDRAW_RUN"
+                with m.State("CDRAW_RUN"):
+                    m.d.sync += phase_cnt[5].eq(phase_cnt[5] + 1)
+                    with m.If(cdr.done):
+                        m.d.comb += back.start.eq(1)
+                        m.next = "BACKPROP"
                 with m.State("BACKPROP"):
                     m.d.sync += phase_cnt[6].eq(phase_cnt[6] + 1)
                     with m.If(back.done):
@@ -412,10 +427,12 @@ class LIFLayer(LayerBase):
                                     continue
                                 m.d.comb += [cumem.wr.data[k].eq(u_new), comem.wr.data[k].eq(o_new)]
                                 m.d.sync += [spikes_now[c].eq(o_new), self.counts[c].eq(self.counts[c] + o_new)]
-                                d = da_next[k]
-                                m.d.sync += da[c].eq(d)
-                                with m.If(d != 0):
-                                    m.d.sync += err_any.eq(1)
+                                if learns:
+                                    m.d.comb += clsmem.wr.data[k]["da"].eq(da_next[k])
+                                    with m.If(da_next[k] != 0):
+                                        m.d.sync += err_any.eq(1)
+                if learns:  # padding lanes (classes >= C) keep delta^a = 0
+                    m.d.comb += [clsmem.wr.addr.eq(s2.outer), clsmem.wr.en.eq(Const(-1, L))]
         m.d.comb += self.clf_spikes.eq(spikes_now)
 
         # ---- LIVE / CLIVE (FELL): rows whose traces can be nonzero ------------------------------
@@ -423,14 +440,29 @@ class LIFLayer(LayerBase):
             build_live(m, lv, self.ev.addr, ev_j, ev_x, curmem, live, n_live, t1)
             build_live(m, clv, spk_rd_addr, spk.rd.data[0], None, ccurmem, clive, n_clive, t1)
 
+        # ---- CDRAW: one round:<l>.clf draw per class, in class order; ELL: the classifier change
+        # R(-delta^a_k), the same for every spiking row, by one rounding unit (one class per clock)
+        if learns:
+            s0, s1, s2 = cdr.s
+            with m.If(s1.valid):
+                m.d.comb += clsmem.rd.addr.eq(word_of(s1.outer))
+            with m.If(s2.valid):
+                r = draw
+                m.d.comb += [draw_clf.eq(1), lfsr_c.advance.eq(stoch_c)]
+                da_k = _wire(m, Array([clsmem.rd.data[k]["da"] for k in range(L)])[lane_of(s2.outer)], "cdraw_da")
+                m.d.comb += [clsmem.wr.addr.eq(word_of(s2.outer)), clsmem.wr.en.eq(Const(1, L) << lane_of(s2.outer))]
+                new = r if fell else _wire(m, shift_round(-da_k, clf_shift, G.cfmt.rounding, r), "cdraw_dw")
+                for k in range(L):
+                    m.d.comb += [clsmem.wr.data[k]["da"].eq(da_k), clsmem.wr.data[k]["r" if fell else "dw"].eq(new)]
+
         # ---- BACKPROP: delta_i = fit_E(R_E(lut(u_i) * sum_k w^a_ik delta^a_k)) -------------------
         if learns:
             s0, s1, s2 = back.s
             g_acc = Signal(signed(G.cfmt.width + sbits + C.bit_length() + 2))
             with m.If(s1.valid):
-                m.d.comb += [cwmem.rd.addr.eq(s1.outer * CPR + s1.inner), umem.rd.addr.eq(word_of(s1.outer))]
+                m.d.comb += [cwmem.rd.addr.eq(s1.outer * CPR + s1.inner), umem.rd.addr.eq(word_of(s1.outer)), clsmem.rd.addr.eq(s1.inner)]
             with m.If(s2.valid):
-                das = per_class(s2.inner, da)
+                das = [clsmem.rd.data[k]["da"] for k in range(L)]
                 partial = sum(cwmem.rd.data[k] * das[k] for k in range(L))
                 g_total = _wire(m, Mux(s2.first, 0, g_acc) + partial, "back_g")
                 m.d.sync += g_acc.eq(g_total)
@@ -439,8 +471,8 @@ class LIFLayer(LayerBase):
                     g_sg = _wire(m, g_total * _sg(nrn, u_i), "back_g_sg")  # one multiplier: narrow reads it several times
                     delta, _ = narrow(g_sg, G.cfmt.frac + 2 * G.f_s - G.efmt.frac, G.efmt)
                     delta = _wire(m, delta, "back_delta")
-                    r = lfsr_h.next
-                    m.d.comb += [lfsr_h.advance.eq(stoch_h), lfsr_h.advance_by.eq(1)]
+                    r = draw
+                    m.d.comb += lfsr_h.advance.eq(stoch_h)
                     m.d.comb += [dlmem.wr.addr.eq(word_of(s2.outer)), dlmem.wr.en.eq(Const(1, L) << lane_of(s2.outer))]
                     for k in range(L):
                         m.d.comb += [dlmem.wr.data[k]["d"].eq(delta), dlmem.wr.data[k]["r"].eq(r)]
@@ -451,9 +483,9 @@ class LIFLayer(LayerBase):
             with m.If(s0.valid):
                 m.d.comb += spk_rd_addr.eq(s0.outer)
             with m.If(s1.valid):
-                m.d.comb += cwmem.rd.addr.eq(spk.rd.data[0] * CPR + s1.inner)
+                m.d.comb += [cwmem.rd.addr.eq(spk.rd.data[0] * CPR + s1.inner), clsmem.rd.addr.eq(s1.inner)]
             with m.If(s2.valid):
-                dws = per_class(s2.inner, cdw)
+                dws = [clsmem.rd.data[k]["dw"] for k in range(L)]
                 m.d.comb += [cwmem.wr.addr.eq(i1 * CPR + s2.inner), cwmem.wr.en.eq(Const(-1, L))]
                 for k in range(L):
                     value, _ = fit(cwmem.rd.data[k] + dws[k], G.cfmt)
@@ -485,8 +517,7 @@ class LIFLayer(LayerBase):
                 with m.If(s1.valid):
                     j = lst.rd.data[0]
                     m.d.comb += [tmem.rd.addr.eq(j * rowlen + s1.inner), wm.rd.addr.eq(j * rowlen + s1.inner), fm.rd.addr.eq(s1.inner), curm.rd.addr.eq(j)]
-                    if not is_clf:
-                        m.d.comb += dlmem.rd.addr.eq(s1.inner)
+                    m.d.comb += (clsmem if is_clf else dlmem).rd.addr.eq(s1.inner)
                 m.d.sync += jreg.eq(lst.rd.data[0])
                 with m.If(s2.valid):
                     c0 = curm.rd.data[0]
@@ -494,8 +525,8 @@ class LIFLayer(LayerBase):
                     active = c0["last"] == t1
                     if is_clf:
                         x_now = Mux(active, 1 << T_.frac, 0)
-                        dks = per_class(s2.inner, da)
-                        rks = per_class(s2.inner, crand)
+                        dks = [clsmem.rd.data[k]["da"] for k in range(L)]
+                        rks = [clsmem.rd.data[k]["r"] for k in range(L)]
                         shift = clf_shift
                         wfmt = G.cfmt
                         ncols = C

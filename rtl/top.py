@@ -132,7 +132,7 @@ class Network(wiring.Component):
             m.d.comb += [a.spk.addr.eq(b.ev.addr), b.ev.data.eq(a.spk.data), b.ev_count.eq(a.spk_count)]
 
         # ---- LFSRs ------------------------------------------------------------------------------
-        m.submodules.lfsr_encode = enc_lfsr = LFSR(spec.lfsr.width, self.seeds["encode"], steps=(1,))
+        m.submodules.lfsr_encode = enc_lfsr = LFSR(spec.lfsr.width, self.seeds["encode"])
         lfsrs = [enc_lfsr]
         for layer in self.layers:
             lfsrs += list(layer.lfsrs) if layer.lfsrs is not None else [None, None]
@@ -148,8 +148,13 @@ class Network(wiring.Component):
         learn_mask = Signal(nl, init=sum(1 << i for i, ls in enumerate(spec.layers) if ls.learn))
         lr_shift = Signal(range(64), init=spec.learning.lr_shift)
         samples = Signal(24)
-        step_cycles = Signal(32)
-        sample_cycles = Signal(32)
+        # cycle counters 4x wider than the longest step (the encoder, then every layer's step at
+        # its longest) and sample could ever make them: they never overflow
+        step_max = n_in + 16 + sum(layer.step_cycles_max for layer in self.layers)
+        step_bits = min((4 * step_max).bit_length(), 32)
+        sample_bits = min((4 * T * step_max).bit_length(), 32)
+        step_cycles = Signal(step_bits)
+        sample_cycles = Signal(sample_bits)
         decision = Signal(range(C))
         label = Signal(range(C + 1))
         label_valid = Signal()
@@ -178,8 +183,8 @@ class Network(wiring.Component):
         # 1) a step starts only when the previous one is through every layer and out, so the bus
         # sees every layer at the same step.
         count = Signal(range(n_in + 1))
-        step_counter = Signal(32)
-        sample_counter = Signal(32)
+        step_counter = Signal(step_bits)
+        sample_counter = Signal(sample_bits)
         best = Signal(range(C))
         last = self.layers[-1]
         best_count = Signal(last.counts[0].shape())
@@ -310,7 +315,7 @@ class Network(wiring.Component):
                 x = pix.rd.data[0]
                 if enc.kind == "rate":
                     # one draw per input per step, in input order: spike when r mod 2**frac < x
-                    m.d.comb += [enc_lfsr.advance.eq(1), enc_lfsr.advance_by.eq(1)]
+                    m.d.comb += enc_lfsr.advance.eq(1)
                     spike = enc_lfsr.next[:frac] < x
                 else:
                     # latency (Ma et al. eq. 17): t_s = floor(T - T x / 2**frac + 1/2)

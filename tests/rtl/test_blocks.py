@@ -84,33 +84,66 @@ def test_fit_matches_golden(fmt):
 @pytest.mark.parametrize("width", sorted(TAPS))
 def test_lfsr_twin_draws_the_golden_sequence(width):
     seed = (0x5DEECE66D % ((1 << width) - 1)) + 1
-    dut = LFSR(width, seed, steps=(1, 3, 7))
+    dut = LFSR(width, seed)
     ref = GoldenLFSR(width, seed)
-    plan = [1] * 20 + [3, 7, 1, 7, 3] * 4
+    plan = [1, 0, 1, 1, 0, 0, 1] * 5  # advance or hold
 
     async def bench(ctx):
         assert ctx.get(dut.state) == seed
-        for n in plan:
-            ctx.set(dut.advance, 1)
-            ctx.set(dut.advance_by, n)
+        for adv in plan:
+            assert ctx.get(dut.next) == int(ref.copy().draws(1)[0])
+            ctx.set(dut.advance, adv)
             await ctx.tick()
-            expected = ref.draws(n)
-            assert ctx.get(dut.state) == int(expected[-1])
-        ctx.set(dut.advance, 0)
-        ctx.set(dut.load, 1)
+            if adv:
+                ref.draws(1)
+            assert ctx.get(dut.state) == ref.state
+        ctx.set(dut.advance, 1)
+        ctx.set(dut.load, 1)  # load wins over advance
         ctx.set(dut.load_value, 12345 % (1 << width) or 1)
         await ctx.tick()
         ctx.set(dut.load, 0)
         ref.state = 12345 % (1 << width) or 1
         assert ctx.get(dut.state) == ref.state
-        # the combinational look-ahead equals the next draws
-        nxt = ref.copy().draws(3)
-        assert [ctx.get(dut.draw(k)) for k in (1, 2, 3)] == [int(x) for x in nxt]
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
+
+
+@pytest.mark.parametrize("width", (16, 32))
+def test_streams_sharing_one_draw_network_each_draw_their_own_sequence(width):
+    """Two streams behind one draw network (a layer's round:<l> and round:<l>.clf): whichever
+    is selected draws; the other holds, and each follows its own golden sequence."""
+    from amaranth import Module, Signal
+
+    from localsnn.rtl.lfsr import shared_draw
+
+    seeds = (3, 77)
+    m = Module()
+    m.submodules.a = a = LFSR(width, seeds[0], shared=True)
+    m.submodules.b = b = LFSR(width, seeds[1], shared=True)
+    sel = Signal()
+    draw = shared_draw(m, [a, b], sel)
+    refs = [GoldenLFSR(width, s) for s in seeds]
+    plan = [0, 0, 1, 0, 1, 1, 1, 0, 0, 1, 0] * 3
+
+    async def bench(ctx):
+        for k in plan:
+            ctx.set(sel, k)
+            ctx.set((a, b)[k].advance, 1)
+            ctx.set((a, b)[1 - k].advance, 0)
+            assert ctx.get(draw) == int(refs[k].copy().draws(1)[0])
+            await ctx.tick()
+            refs[k].draws(1)
+            assert (ctx.get(a.state), ctx.get(b.state)) == (refs[0].state, refs[1].state)
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    with pytest.raises(ValueError, match="shared=True"):
+        shared_draw(Module(), [LFSR(width, 1), LFSR(width, 2)], Signal())
 
 
 def test_surrogate_lut_and_neuron_step_match_golden():
