@@ -266,5 +266,15 @@ def critical_paths_from(report: dict) -> list[dict]:
     return sorted(out, key=lambda c: -c["ns"])
 
 
+#: nets nextpnr's iCE40 packer puts on a global buffer and then times as if they were clocks:
+#: the constant 0 and 1 (``$PACKER_GND_NET_$glb_clk``); they clock nothing
+PACKER_CONSTANT_NETS = ("$PACKER_GND_NET", "$PACKER_VCC_NET")
+
+
 def clocks_from(report: dict) -> list[Clock]:
-    return [Clock(name, float(v["achieved"]), float(v.get("constraint", 0.0))) for name, v in sorted(report.get("fmax", {}).items())]
+    """The design's clocks with their Fmax from nextpnr's JSON report (constant nets left out)."""
+    return [
+        Clock(name, float(v["achieved"]), float(v.get("constraint", 0.0)))
+        for name, v in sorted(report.get("fmax", {}).items())
+        if not name.startswith(PACKER_CONSTANT_NETS)
+    ]
