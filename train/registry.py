@@ -30,14 +30,7 @@ class UnknownRule(LocalsnnError, ValueError):
 
 
 def _modules() -> list[ModuleType]:
-    out = []
-    for name in MODULES:
-        try:
-            out.append(importlib.import_module(name))
-        except ModuleNotFoundError as err:  # a learner module not (yet) in this tree
-            if err.name != name:
-                raise
-    return out
+    return [importlib.import_module(name) for name in MODULES]
 
 
 def rules() -> dict[str, tuple[ModuleType, Callable]]:
