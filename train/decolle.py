@@ -321,32 +321,26 @@ class DecolleNet(nn.Module):
         for p in self.parameters():
             p.grad = None
         x = x.to(device=self.layers[0].w.device, dtype=self.layers[0].w.dtype)
-        T, B = x.shape[:2]
+        T = x.shape[0]
         target = torch.nn.functional.one_hot(y.to(x.device).long(), self.classes).to(x.dtype)
         totals = [torch.zeros((), dtype=x.dtype, device=x.device) for _ in self.layers]  # no sync per step
+
+        def learn(i, layer, P, Q, R, U, S, Y):
+            loss, gU = self.local_loss(layer, U, Y, target)
+            totals[i] += loss
+            if layer.cfg.learn:
+                gw, gb = self.weight_gradients(P, gU)
+                add_grad(layer.w, gw)
+                add_grad(layer.bias, gb)
+
+        def apply():
+            optimizer.step()
+            optimizer.zero_grad()
+
         with torch.no_grad():
-            state = self._initial_state(B, x)
-            for t in range(T):
-                s_in = x[t]
-                for i, layer in enumerate(self.layers):
-                    P, Q, R = state[i]
-                    U = layer.potential(P, R)
-                    S = (U >= layer.cfg.threshold).to(x.dtype)
-                    Y = S @ layer.clf_w
-                    loss, gU = self.local_loss(layer, U, Y, target)
-                    totals[i] += loss
-                    if layer.cfg.learn:
-                        gw, gb = self.weight_gradients(P, gU)
-                        add_grad(layer.w, gw)
-                        add_grad(layer.bias, gb)
-                    state[i] = layer.advance(P, Q, R, s_in, S)
-                    s_in = S
-                if self.options.update == "step":
-                    optimizer.step()
-                    optimizer.zero_grad()
+            self._window(x, learn, apply if self.options.update == "step" else None)
             if self.options.update == "sample":
-                optimizer.step()
-                optimizer.zero_grad()
+                apply()
         out = {f"loss/{name}": float(tot) / T for name, tot in zip(self.layer_names(), totals)}
         out["loss"] = sum(out.values())
         return out
@@ -407,24 +401,36 @@ class DecolleNet(nn.Module):
         every step's values to ``rec`` when given."""
         check_batch(x, None, self.inputs, self.classes)
         x = x.to(device=self.layers[0].w.device, dtype=self.layers[0].w.dtype)
-        T, B = x.shape[:2]
-        sums = [torch.zeros(B, self.classes, dtype=x.dtype, device=x.device) for _ in self.layers]
+        sums = [torch.zeros(x.shape[1], self.classes, dtype=x.dtype, device=x.device) for _ in self.layers]
+
+        def observe(i, layer, P, Q, R, U, S, Y):
+            sums[i] += Y
+            if rec is not None:
+                for k, v in zip(self._RECORDED, (P, Q, R, U, S, Y)):
+                    rec[i][k].append(v)
+
         with torch.no_grad():
-            state = self._initial_state(B, x)
-            for t in range(T):
-                s_in = x[t]
-                for i, layer in enumerate(self.layers):
-                    P, Q, R = state[i]
-                    U = layer.potential(P, R)
-                    S = (U >= layer.cfg.threshold).to(x.dtype)
-                    Y = S @ layer.clf_w
-                    sums[i] += Y
-                    if rec is not None:
-                        for k, v in zip(self._RECORDED, (P, Q, R, U, S, Y)):
-                            rec[i][k].append(v)
-                    state[i] = layer.advance(P, Q, R, s_in, S)
-                    s_in = S
+            self._window(x, observe)
         return sums
+
+    def _window(self, x: Tensor, visit, after_step=None) -> None:
+        """Eq. 4 over the window, every layer at every step: ``U`` from the traces as they
+        are, ``S``, the readout ``Y``; then ``visit(i, layer, P, Q, R, U, S, Y)`` (which may
+        learn: it sees the traces this step used) before the traces advance; ``after_step()``
+        once every layer has done the step."""
+        state = self._initial_state(x.shape[1], x)
+        for t in range(x.shape[0]):
+            s_in = x[t]
+            for i, layer in enumerate(self.layers):
+                P, Q, R = state[i]
+                U = layer.potential(P, R)
+                S = (U >= layer.cfg.threshold).to(x.dtype)
+                Y = S @ layer.clf_w
+                visit(i, layer, P, Q, R, U, S, Y)
+                state[i] = layer.advance(P, Q, R, s_in, S)
+                s_in = S
+            if after_step is not None:
+                after_step()
 
     # -- weights in and out ----------------------------------------------------------------------
 
