@@ -198,6 +198,24 @@ class LIFLearner(nn.Module):
 
     def evaluate(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Each layer's classifier spike counts ``[B, classes]`` over the window (no learning)."""
+        return self._run(x, None)
+
+    #: what :meth:`record` keeps of every layer at every step
+    RECORDED = ("u", "o", "ua", "oa")
+
+    def record(self, x: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        """Learning off: per hidden layer ``{"u", "o"}`` the potentials and spikes of its neurons
+        ``[T, B, *map_shape]`` (a convolutional layer's spikes before pooling) and ``{"ua",
+        "oa"}`` those of its classifier ``[T, B, classes]``, at every step (after the step's
+        update: ``o[t] = [u[t] >= theta]``, eq. 2-3). The training loop draws ``o`` as the
+        layer's raster (``loop.sample_rasters``); ``oa`` summed over ``T`` is :meth:`evaluate`."""
+        rec: list[dict[str, list[torch.Tensor]]] = [{k: [] for k in self.RECORDED} for _ in self.layers]
+        self._run(x, rec)
+        return [{k: torch.stack(v) for k, v in r.items()} for r in rec]
+
+    def _run(self, x: torch.Tensor, rec: list[dict[str, list[torch.Tensor]]] | None) -> list[torch.Tensor]:
+        """The window without learning: the classifiers' spike counts; every step's states are
+        appended to ``rec`` when given."""
         x, _ = self._check_input(x, None)
         states = self.new_state(x.shape[1], x)
         counts = [x.new_zeros(x.shape[1], self.classes) for _ in self.layers]
@@ -205,8 +223,12 @@ class LIFLearner(nn.Module):
             for t in range(x.shape[0]):
                 inp = x[t]
                 for i, layer in enumerate(self.layers):
-                    inp = self._forward_step(layer, states[i], inp)
-                    counts[i] += states[i].oa
+                    st = states[i]
+                    inp = self._forward_step(layer, st, inp)
+                    counts[i] += st.oa
+                    if rec is not None:
+                        for k in self.RECORDED:
+                            rec[i][k].append(getattr(st, k))
         return counts
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
