@@ -8,6 +8,7 @@
     localsnn train --config FILE --rule NAME --dataset NAME [--epochs N] [--device cuda] [-o DIR] [--resume]
     localsnn export CHECKPOINT [--config FILE] -o DIR   float weights -> golden fixed point, both accuracies
     localsnn bench golden                           MNIST 784-800-10 throughput on one core
+    localsnn bench train [--device cuda] [--timesteps 10 50 100] [-o DIR]   float rules vs SpikingJelly, snnTorch
     localsnn synth --config FILE --board NAME [-o DIR] [--lanes N] [--target-mhz F] [--no-cache]
     localsnn synth --sweep --board NAME [-o DIR] [--sizes ..] [--lanes-list ..] [--rules ..]
     localsnn board run --port PORT --config FILE --dataset NAME [--samples N] [--no-learn] [--check]
@@ -455,7 +456,21 @@ def cmd_export(args: argparse.Namespace) -> int:
 # -- bench --------------------------------------------------------------------------------------
 
 
+def _rules(args) -> list[str] | None:
+    """``--rules`` as a list: comma- or space-separated (``ell,fell`` or ``ell fell``)."""
+    if not args.rules:
+        return None
+    return [r.strip() for r in ",".join(args.rules).split(",") if r.strip()]
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.target == "train":
+        _need_torch("bench train")
+        from localsnn.train.bench import DEFAULT_TIMESTEPS, bench_train
+
+        bench_train(net=args.net, timesteps=args.timesteps or DEFAULT_TIMESTEPS, batch=args.batch, device=args.device, rules=_rules(args), iters=args.iters, warmup=args.warmup, out=args.out)
+        return 0
+    args.rules = ",".join(_rules(args)) if args.rules else None
     if args.target == "rtl":
         _need_rtl("bench")
         from localsnn.sim.bench import bench_pipeline, bench_rtl
@@ -601,12 +616,19 @@ def build_parser() -> argparse.ArgumentParser:
     ep.set_defaults(func=cmd_export)
 
     bp = sub.add_parser("bench", help="benchmarks that print figures")
-    bp.add_argument("target", choices=["golden", "rtl"], help="golden: MNIST throughput on one core; rtl: cycles per step against the bound")
+    bp.add_argument("target", choices=["golden", "rtl", "train"], help="golden: MNIST throughput on one core; rtl: cycles per step against the bound; train: float training throughput and memory of every rule against SpikingJelly and snnTorch")
     bp.add_argument("--samples", type=int, default=2000, help="samples per rule (golden: online learning; rtl: at most 20 test samples)")
-    bp.add_argument("--rules", help="comma-separated rules (golden: ell,fell; rtl: none,ell,fell,decolle)")
+    bp.add_argument("--rules", nargs="+", help="rules, comma- or space-separated (golden: ell,fell; rtl: none,ell,fell,decolle; train: bptt,ell,fell,bell,decolle,tlbptt,spikingjelly,snntorch)")
     bp.add_argument("--lanes", default="1,4,8", help="rtl: comma-separated lane counts")
     bp.add_argument("--data-dir")
     bp.add_argument("--core", type=int, default=None, help="CPU core to pin to (default: the first allowed one)")
+    bp.add_argument("--net", default="784-800-10", help="train: inputs-hidden...-classes (default 784-800-10)")
+    bp.add_argument("--timesteps", type=int, nargs="+", help="train: the T to run (default 10 50 100)")
+    bp.add_argument("--batch", type=int, default=100, help="train: minibatch size (default 100)")
+    bp.add_argument("--device", help="train: cpu, cuda or cuda:N (default cuda where available, else cpu)")
+    bp.add_argument("--iters", type=int, help="train: timed iterations per rule and T (default 20 on a GPU, 2 on the CPU)")
+    bp.add_argument("--warmup", type=int, help="train: warm-up iterations before timing (default 3 on a GPU, 1 on the CPU)")
+    bp.add_argument("-o", "--out", help="train: write bench_train.csv and bench_train.json into this folder")
     bp.set_defaults(func=cmd_bench)
     return p
 
