@@ -17,14 +17,6 @@ from localsnn.cli import main
 TINY = "12-8-3"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def hide(monkeypatch, *libs):
     """Make ``import lib`` fail as it does when the library is not installed."""
     for lib in libs:

@@ -30,14 +30,6 @@ TOL = {"rtol": 1e-10, "atol": 1e-12}
 JIT_WARNING = "ignore:`torch.jit.script` is deprecated:DeprecationWarning"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster than two fighting over 2 cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 class Recorder(torch.optim.SGD):
     """SGD that records every parameter's ``.grad`` (by name) each time it steps."""
