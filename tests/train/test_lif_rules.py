@@ -30,7 +30,6 @@ TOL = {"rtol": 1e-10, "atol": 1e-12}
 JIT_WARNING = "ignore:`torch.jit.script` is deprecated:DeprecationWarning"
 
 
-
 class Recorder(torch.optim.SGD):
     """SGD that records every parameter's ``.grad`` (by name) each time it steps."""
 
