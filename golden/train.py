@@ -133,14 +133,32 @@ def _write_metrics(folder: Path, history: list[EpochMetrics], layers: int) -> No
     _atomic_write(folder / "metrics.csv", buf.getvalue().encode())
 
 
-def plot_history(folder: Path, history: list[EpochMetrics], title: str) -> Path | None:
-    """Learning curves of every layer's classifier; None when matplotlib is not installed."""
+def pyplot():
+    """``matplotlib.pyplot`` on the file-only Agg backend, or None when matplotlib is missing."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        return None
+    return plt
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Write ``fig`` to ``path`` (110 dpi) and release it."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+def plot_history(folder: Path, history: list[EpochMetrics], title: str) -> Path | None:
+    """Learning curves of every layer's classifier; None when matplotlib is not installed."""
+    plt = pyplot()
+    if plt is None:
         return None
     fig, ax = plt.subplots(figsize=(6, 4))
     epochs = [h.epoch for h in history]
@@ -153,11 +171,7 @@ def plot_history(folder: Path, history: list[EpochMetrics], title: str) -> Path 
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    path = folder / "learning_curves.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, folder / "learning_curves.png")
 
 
 def train(

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from localsnn.golden.train import _atomic_write, accuracy, confusion, plot_history
+from localsnn.golden.train import _atomic_write, accuracy, confusion, plot_history, pyplot, save_figure
 from localsnn.train.api import UPDATES, Learner, RuleOptions
 from localsnn.train.encode import Encoder, quantize
 
@@ -368,20 +368,9 @@ def restore_learner(ckpt: Checkpoint, device="cpu") -> Learner:
 # --------------------------------------------------------------------------------------------
 
 
-def _pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    return plt
-
-
 def plot_confusion(folder: Path, cms: np.ndarray, title: str) -> Path | None:
     """One confusion matrix per layer (rows: true label), side by side."""
-    plt = _pyplot()
+    plt = pyplot()
     if plt is None:
         return None
     n = len(cms)
@@ -401,17 +390,13 @@ def plot_confusion(folder: Path, cms: np.ndarray, title: str) -> Path | None:
                     if cm[r, c]:
                         ax.text(c, r, str(cm[r, c]), ha="center", va="center", fontsize=6, color="white" if cm[r, c] > cm.max() / 2 else "black")
     fig.suptitle(title)
-    fig.tight_layout()
-    path = folder / "confusion.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, folder / "confusion.png")
 
 
 def plot_raster(folder: Path, rasters: list[tuple[str, np.ndarray]], title: str) -> Path | None:
     """Spike rasters ``(T, neurons)`` of one sample, one panel each (an input current of the
     direct code is drawn as its value)."""
-    plt = _pyplot()
+    plt = pyplot()
     if plt is None:
         return None
     fig, axes = plt.subplots(len(rasters), 1, figsize=(7, 2.2 * len(rasters)), squeeze=False)
@@ -428,11 +413,7 @@ def plot_raster(folder: Path, rasters: list[tuple[str, np.ndarray]], title: str)
         ax.set_ylabel(name)
     axes[-1, 0].set_xlabel("time step")
     fig.suptitle(title)
-    fig.tight_layout()
-    path = folder / "raster.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, folder / "raster.png")
 
 
 def sample_rasters(learner, x: torch.Tensor) -> list[tuple[str, np.ndarray]]:
