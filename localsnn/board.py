@@ -299,16 +299,7 @@ class Host:
         return flat.reshape(rows, stride)[:, :cols]
 
     async def write_memory(self, name: str, values: np.ndarray) -> None:
-        e = self._region(name)
-        values = np.asarray(values)
-        if values.shape != tuple(e["shape"]):
-            raise BridgeError(f"{name}: values of shape {values.shape}, the memory holds {tuple(e['shape'])}")
-        base = e["region"] << INDEX_BITS
-        if values.ndim == 1:
-            await self.write_many(base, values.tolist())
-        else:
-            for r, row in enumerate(values):  # row by row: the padding lanes keep their zeros
-                await self.write_many(base + r * e["row_stride"], row.tolist())
+        await write_region(self, self._region(name), values)
 
     async def read_params(self):
         """Every weight the chip holds (weights, classifier weights, biases, feedback) as golden
@@ -342,6 +333,36 @@ class Host:
         if kinds != [STEP] * T + [DECISION]:
             raise BridgeError(f"expected {T} STEP words and a DECISION word, got {[hex(w) for w in words]}")
         return words[-1] & mask, [w & mask for w in words[:-1]]
+
+
+async def write_region(chip, entry: dict, values) -> None:
+    """Write a whole memory region (an entry of the memory map) into ``chip``, a :class:`Host`
+    or any harness ``Chip`` (``write``; ``write_many`` where it has one)."""
+    values = np.asarray(values)
+    if values.shape != tuple(entry["shape"]):
+        raise BridgeError(f"{entry['name']}: values of shape {values.shape}, the memory holds {tuple(entry['shape'])}")
+    base = entry["region"] << INDEX_BITS
+    rows = values[None, :] if values.ndim == 1 else values
+    for r, row in enumerate(rows):  # row by row: the padding lanes keep their zeros
+        addr = base + r * entry.get("row_stride", 0)
+        if hasattr(chip, "write_many"):
+            await chip.write_many(addr, row.tolist())
+        else:
+            for c, v in enumerate(row.tolist()):
+                await chip.write(addr + c, int(v))
+
+
+async def load_host_init(chip, memory_map: list[dict], params) -> list[str]:
+    """Write the memories the chip starts without (``host_init`` in its memory map: the weights
+    of a build with SPRAM) from ``params`` (golden :class:`~localsnn.golden.params.Params`);
+    return their names."""
+    names = []
+    for entry in memory_map:
+        if entry.get("host_init"):
+            layer, key = entry["name"].split(".", 1)
+            await write_region(chip, entry, getattr(params.layers[int(layer.removeprefix("layer"))], key))
+            names.append(entry["name"])
+    return names
 
 
 def lfsr_stream_names(spec) -> list[str]:
@@ -511,5 +532,7 @@ __all__ = [
     "frame_format",
     "io_widths",
     "lfsr_stream_names",
+    "load_host_init",
     "run_samples",
+    "write_region",
 ]

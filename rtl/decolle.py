@@ -39,16 +39,16 @@ from localsnn.spec import NetworkSpec
 class DecolleLayer(LayerBase):
     PHASES = ("PLIST", "FWD", "COMPACT", "READOUT", "BACKPROP", "HUPD", "BUPD", "LIVE", "TRACES")
 
-    def __init__(self, spec: NetworkSpec, index: int, lanes: int, params: LayerParams, regions: dict[str, int], ev_shape, ev_depth: int, lfsr_seeds: tuple[int, int]) -> None:
+    def __init__(self, spec: NetworkSpec, index: int, lanes: int, params: LayerParams, regions: dict[str, int], ev_shape, ev_depth: int, lfsr_seeds: tuple[int, int], spram: bool = False) -> None:
         if spec.layers[index].neuron.model != "decolle":
             raise ValueError("DecolleLayer needs a layer of 'decolle' neurons")
         clf = spec.layers[index].classifier
         counts_bits = clf.accumulator + spec.timesteps.bit_length() + 1
-        super().__init__(spec, index, lanes, params, regions, ev_shape, ev_depth, signed(counts_bits))
+        super().__init__(spec, index, lanes, params, regions, ev_shape, ev_depth, signed(counts_bits), spram)
         self.lfsr_seeds = lfsr_seeds
         self.lfsrs = (LFSR(spec.lfsr.width, lfsr_seeds[0]), None) if self.rule == "decolle" else None
 
-    def memory_map(self) -> list[dict]:
+    def _memory_map(self) -> list[dict]:
         G, L, N, C, i = self.g, self.lanes, self.N, self.C, self.index
         return [
             {"name": f"layer{i}.w", "region": self.regions["w"], "shape": [self.fan_in, N], "row_stride": self.wpr * L, "format": G.wfmt.describe(), "writable": True},
@@ -76,7 +76,7 @@ class DecolleLayer(LayerBase):
         clf = self.spec.layers[self.index].classifier
 
         # ---- memories ----------------------------------------------------------------------------
-        wmem = LaneMemory(m, "w", fmt_shape(G.wfmt), L, self.fan_in * WPR, init=_rows(self.params.w, L, WPR))
+        wmem = self._weight_memory(m, fmt_shape(G.wfmt), self.params.w)
         bmem = LaneMemory(m, "bias", fmt_shape(G.wfmt), L, WPR, init=_rows([self.params.bias], L, WPR))
         umem = LaneMemory(m, "u", fmt_shape(nrn.potential), L, WPR)
         omem = LaneMemory(m, "o", unsigned(1), L, WPR)
@@ -111,8 +111,8 @@ class DecolleLayer(LayerBase):
         ev_j = self.ev.data["index"] if not self.binary else self.ev.data
         ev_x = self.ev.data["value"] if not self.binary else Const(1, 1)
 
-        def loop(name, outer, inner, omax, imax, at_least_one=False):
-            return Loop(m, name, outer, inner, outer_max=omax, inner_max=imax, inner_at_least_one=at_least_one)
+        def loop(name, outer, inner, omax, imax, at_least_one=False, throttle=False):
+            return Loop(m, name, outer, inner, outer_max=omax, inner_max=imax, inner_at_least_one=at_least_one, throttle=throttle)
 
         pl = loop("plist", n_live, 1, self.fan_in, 1)
         fwd = loop("fwd", WPR, n_pl, WPR, self.fan_in, True)
@@ -122,7 +122,7 @@ class DecolleLayer(LayerBase):
         clr = loop("clear", n_live, 1, self.fan_in, 1)
         if learns:
             back = loop("back", N, CPR, N, CPR)
-            hupd = loop("hupd", n_pl, WPR, self.fan_in, WPR)
+            hupd = loop("hupd", n_pl, WPR, self.fan_in, WPR, throttle=self.spram)  # reads and writes w
             bupd = loop("bupd", WPR, 1, WPR, 1)
 
         in_compact = Signal()

@@ -12,12 +12,67 @@ import json
 from pathlib import Path
 
 from amaranth import Value
-from amaranth.back import verilog
+from amaranth.back import rtlil, verilog
 from amaranth.lib import wiring
 
 from localsnn.golden.params import Params, init_params
 from localsnn.rtl.top import REGISTERS, Network, lfsr_names
 from localsnn.spec import NetworkSpec, dumps
+
+
+def strip_host_init(rtlil_text: str) -> str:
+    """The RTLIL of a design without the initial contents of its SPRAM memories (those
+    ``LaneMemory(single_port=True)`` marks ``ram_style "huge"``): SPRAM has none, and Yosys
+    maps no memory with initial contents there, but Amaranth writes a ``$meminit_v2`` cell for
+    every memory, all-zero contents included. Other memories keep theirs."""
+    out: list[str] = []
+    module: list[str] = []
+    for line in rtlil_text.splitlines(keepends=True):
+        if module or line.startswith("module "):
+            module.append(line)
+            if line.rstrip("\n") == "end":
+                out += _without_huge_init(module)
+                module = []
+        else:
+            out.append(line)
+    return "".join(out + module)
+
+
+def _without_huge_init(lines: list[str]) -> list[str]:
+    """One RTLIL module: drop the ``$meminit_v2`` cells of its ``ram_style "huge"`` memories."""
+    huge, attrs = set(), []
+    for line in lines:
+        s = line.strip()
+        if s.startswith("attribute "):
+            attrs.append(s)
+            continue
+        if s.startswith("memory ") and 'attribute \\ram_style "huge"' in attrs:
+            name = s.split()[-1]  # \\name; a MEMID parameter writes it as the string "\\\\name"
+            huge.add('"' + name.replace("\\", "\\\\") + '"')
+        attrs = []
+    if not huge:
+        return lines
+    out, cell = [], None
+    for line in lines:
+        if cell is None and line.strip().startswith("cell $meminit_v2 "):
+            cell = [line]
+            continue
+        if cell is None:
+            out.append(line)
+            continue
+        cell.append(line)
+        if line.strip() == "end":
+            memid = next((c.split(None, 2)[2].strip() for c in cell if c.strip().startswith("parameter \\MEMID ")), None)
+            if memid not in huge:
+                out += cell
+            cell = None
+    return out
+
+
+def verilog_text(top, name: str) -> str:
+    """``top`` as Verilog, byte-identical between runs (no source locations), its SPRAM
+    memories without initial contents (:func:`strip_host_init`)."""
+    return verilog._convert_rtlil_text(strip_host_init(rtlil.convert(top, name=name, emit_src=False)))
 
 
 def _ports(net: Network) -> list[dict]:
@@ -57,14 +112,15 @@ def _memory_images(net: Network) -> dict[str, list[str]]:
     return images
 
 
-def generate(spec: NetworkSpec, out: str | Path, *, lanes: int = 4, params: Params | None = None, name: str = "localsnn_top") -> dict:
+def generate(spec: NetworkSpec, out: str | Path, *, lanes: int = 4, params: Params | None = None, name: str = "localsnn_top", spram: bool = False) -> dict:
     """Write ``<name>.v``, ``<name>.json`` and ``init/<memory>.hex`` into ``out``; return the
-    JSON description."""
+    JSON description. ``spram``: the weights in single-port memories without initial contents
+    (see :class:`~localsnn.rtl.top.Network`); their ``init`` files are what the host writes."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     params = params if params is not None else init_params(spec)
-    net = Network(spec, lanes=lanes, params=params)
-    text = verilog.convert(net, name=name, emit_src=False)
+    net = Network(spec, lanes=lanes, params=params, spram=spram)
+    text = verilog_text(net, name)
     (out / f"{name}.v").write_text(text)
     images = _memory_images(net)
     init = out / "init"
@@ -76,6 +132,7 @@ def generate(spec: NetworkSpec, out: str | Path, *, lanes: int = 4, params: Para
         "spec": spec.name,
         "spec_toml": dumps(spec),
         "lanes": lanes,
+        "spram": spram,
         "clock": {"port": "clk", "reset": "rst (synchronous, active high)"},
         "ports": _ports(net),
         "streams": {

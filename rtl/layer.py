@@ -46,8 +46,11 @@ class LayerBase(wiring.Component):
 
     PHASES: tuple[str, ...] = ()
 
-    def __init__(self, spec: NetworkSpec, index: int, lanes: int, params: LayerParams, regions: dict[str, int], ev_shape, ev_depth: int, counts_shape) -> None:
+    def __init__(self, spec: NetworkSpec, index: int, lanes: int, params: LayerParams, regions: dict[str, int], ev_shape, ev_depth: int, counts_shape, spram: bool = False) -> None:
         self.g = G = _Layer(spec, index)
+        #: the weights (and FELL's traces of the same shape) in single-port memories without
+        #: initial contents, for an iCE40UP's SPRAM: the host writes the weights (``host_init``)
+        self.spram = spram
         self.spec = spec
         self.index = index
         self.lanes = L = lanes
@@ -86,6 +89,23 @@ class LayerBase(wiring.Component):
             "dbg": In(dbg_signature()),
             "phase_cycles": Out(data.ArrayLayout(unsigned(self.phase_bits), max(len(self.PHASES), 1))),
         })
+
+    def memory_map(self) -> list[dict]:
+        """The regions of this layer on the register bus (see ``rtl/top.py``); ``host_init``
+        marks the memories the chip starts without, which the host must write first."""
+        out = self._memory_map()  # the engine's
+        for entry in out:
+            if self.spram and entry["region"] == self.regions["w"]:
+                entry["host_init"] = True
+        return out
+
+    def _weight_memory(self, m: Module, elem_shape, arr) -> LaneMemory:
+        """The weights ``w`` (a row of ``wpr`` words per input): initialised from ``arr``, or
+        single-port and empty with ``spram``."""
+        depth = self.fan_in * self.wpr
+        if self.spram:
+            return LaneMemory(m, "w", elem_shape, self.lanes, depth, single_port=True)
+        return LaneMemory(m, "w", elem_shape, self.lanes, depth, init=_rows(arr, self.lanes, self.wpr))
 
     @property
     def words_max(self) -> int:

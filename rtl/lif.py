@@ -56,10 +56,10 @@ class LIFLayer(LayerBase):
 
     PHASES = ("FWD", "COMPACT", "CFWD", "LIVE", "CLIVE", "CDRAW", "BACKPROP", "CUPD", "HUPD", "CFTRACE", "FTRACE")
 
-    def __init__(self, spec: NetworkSpec, index: int, lanes: int, params: LayerParams, regions: dict[str, int], ev_shape, ev_depth: int, lfsr_seeds: tuple[int, int]) -> None:
+    def __init__(self, spec: NetworkSpec, index: int, lanes: int, params: LayerParams, regions: dict[str, int], ev_shape, ev_depth: int, lfsr_seeds: tuple[int, int], spram: bool = False) -> None:
         if spec.layers[index].neuron.model != "lif":
             raise ValueError("LIFLayer needs a layer of 'lif' neurons")
-        super().__init__(spec, index, lanes, params, regions, ev_shape, ev_depth, unsigned((spec.timesteps + 1).bit_length()))
+        super().__init__(spec, index, lanes, params, regions, ev_shape, ev_depth, unsigned((spec.timesteps + 1).bit_length()), spram)
         self.lfsr_seeds = lfsr_seeds
         # the stochastic-rounding streams round:<l> and round:<l>.clf (the top reads and seeds them)
         self.lfsrs = tuple(LFSR(spec.lfsr.width, seed, shared=True) for seed in lfsr_seeds) if self.rule in ("ell", "fell") else None
@@ -83,8 +83,7 @@ class LIFLayer(LayerBase):
 
     # -- memory map ----------------------------------------------------------------------------
 
-    def memory_map(self) -> list[dict]:
-        """The regions of this layer on the register bus (see ``rtl/top.py``)."""
+    def _memory_map(self) -> list[dict]:
         L, N, C = self.lanes, self.N, self.C
         out = [
             {"name": f"layer{self.index}.w", "region": self.regions["w"], "shape": [self.fan_in, N], "row_stride": self.wpr * L, "format": self.g.wfmt.describe(), "writable": True},
@@ -116,7 +115,7 @@ class LIFLayer(LayerBase):
         word_of = lambda v: v >> self.log2l  # noqa: E731
 
         # ---- memories ------------------------------------------------------------------------
-        wmem = LaneMemory(m, "w", fmt_shape(G.wfmt), L, self.fan_in * WPR, init=_rows(self.params.w, L, WPR))
+        wmem = self._weight_memory(m, fmt_shape(G.wfmt), self.params.w)
         umem = LaneMemory(m, "u", fmt_shape(nrn.potential), L, WPR)
         omem = LaneMemory(m, "o", unsigned(1), L, WPR)
         cwmem = LaneMemory(m, "cw", fmt_shape(G.cfmt), L, N * CPR, init=_rows(self.params.clf_w, L, CPR))
@@ -135,7 +134,7 @@ class LIFLayer(LayerBase):
         if fell:
             T_ = G.tfmt
             tmax = self.spec.timesteps
-            emem = LaneMemory(m, "e", fmt_shape(T_), L, self.fan_in * WPR)
+            emem = LaneMemory(m, "e", fmt_shape(T_), L, self.fan_in * WPR, single_port=self.spram)  # FTRACE masks stale traces
             cemem = LaneMemory(m, "ce", fmt_shape(T_), L, N * CPR)
             fac_shape = signed(self._factor_bits())
             facmem = LaneMemory(m, "fac", fac_shape, L, WPR)
@@ -161,8 +160,8 @@ class LIFLayer(LayerBase):
         ev_count = self.ev_count
         loops = {}
 
-        def loop(name, outer, inner, omax, imax, at_least_one=False):
-            lp = Loop(m, name, outer, inner, outer_max=omax, inner_max=imax, inner_at_least_one=at_least_one)
+        def loop(name, outer, inner, omax, imax, at_least_one=False, throttle=False):
+            lp = Loop(m, name, outer, inner, outer_max=omax, inner_max=imax, inner_at_least_one=at_least_one, throttle=throttle)
             loops[name] = lp
             return lp
 
@@ -172,11 +171,11 @@ class LIFLayer(LayerBase):
             cdr = loop("cdraw", C, 1, C, 1)
             back = loop("back", N, CPR, N, CPR)
             cupd = loop("cupd", spk_count, CPR, N, CPR)
-            hupd = loop("hupd", ev_count, WPR, self.fan_in, WPR)
+            hupd = loop("hupd", ev_count, WPR, self.fan_in, WPR, throttle=self.spram)  # reads and writes w
         if fell:
             lv = loop("live", ev_count, 1, self.fan_in, 1)
             clv = loop("clive", spk_count, 1, N, 1)
-            ftr = loop("ftrace", n_live, WPR, self.fan_in, WPR)
+            ftr = loop("ftrace", n_live, WPR, self.fan_in, WPR, throttle=self.spram)  # reads and writes e, w
             cftr = loop("cftrace", n_clive, CPR, N, CPR)
             clr = loop("clear", n_live, 1, self.fan_in, 1)
             cclr = loop("cclear", n_clive, 1, N, 1)

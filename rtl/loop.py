@@ -13,6 +13,10 @@ step), ``last`` (last inner index) and ``final`` (the very last pair). ``done`` 
 final pair leaves stage 2. A loop whose outer count is 0 finishes at once. With
 ``inner_at_least_one`` an empty inner range still yields one pair per outer step, flagged
 ``empty`` (a neuron update with no input). Counts must not change while the loop runs.
+
+With ``throttle`` the loop issues a pair every other clock, so a pair's memory read (stage 1)
+never falls in the clock of another pair's write (stage 2): the read-modify-write phases of a
+single-port memory (``LaneMemory(single_port=True)``) take twice the clocks.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ class Stage:
 class Loop:
     """Build the loop into module ``m``. ``outer`` / ``inner`` are ints or signals (counts)."""
 
-    def __init__(self, m, name: str, outer, inner, *, outer_max: int, inner_max: int, inner_at_least_one: bool = False) -> None:
+    def __init__(self, m, name: str, outer, inner, *, outer_max: int, inner_max: int, inner_at_least_one: bool = False, throttle: bool = False) -> None:
         self.start = Signal(name=f"{name}_start")
         self.busy = Signal(name=f"{name}_busy")
         self.done = Signal(name=f"{name}_done")
@@ -51,10 +55,17 @@ class Loop:
         empty = inner == 0
         m.d.comb += n_inner.eq(Mux(empty & inner_at_least_one, 1, inner))
         s0 = self.s[0]
+        issue = Signal(name=f"{name}_issue")  # a pair enters stage 0 in this clock
+        if throttle:
+            gap = Signal(name=f"{name}_gap")  # the clock after an issue: none
+            m.d.comb += issue.eq(running & ~gap)
+            m.d.sync += gap.eq(issue)
+        else:
+            m.d.comb += issue.eq(running)
         last_inner = i == n_inner - 1
         last_outer = o == outer - 1
         m.d.comb += [
-            s0.valid.eq(running),
+            s0.valid.eq(issue),
             s0.outer.eq(o),
             s0.inner.eq(i),
             s0.first.eq(i == 0),
@@ -64,7 +75,7 @@ class Loop:
         ]
         with m.If(self.start):
             m.d.sync += [o.eq(0), i.eq(0), running.eq((outer != 0) & (n_inner != 0))]
-        with m.Elif(running):
+        with m.Elif(issue):
             with m.If(last_inner):
                 m.d.sync += [i.eq(0), o.eq(o + 1)]
                 with m.If(last_outer):

@@ -41,7 +41,7 @@ REGISTERS = {
     "CTRL": (1, "rw", "bit 0: learning enabled (reset 1), taken at the start of each sample; bit 1: LOCKSTEP, every step through every layer and out before the next begins (reset 0: layers pipelined over steps)"),
     "LEARN_MASK": (2, "rw", "bit l: layer l learns (reset: each layer's spec 'learn')"),
     "LR_SHIFT": (3, "rw", "learning rate 2**-LR_SHIFT (reset: the spec's); writes outside the allowed range are ignored"),
-    "STATUS": (4, "r", "bit 0: running a sample; bits 8..31: samples completed"),
+    "STATUS": (4, "r", "bit 0: running a sample; bit 1: the weights are in memories without initial contents (SPRAM) and no weight has been written since reset: write them first; bits 8..31: samples completed"),
     "STEP_CYCLES": (5, "r", "clock cycles between the last two STEP words (clocks in which only a STEP word waiting for o is left excluded)"),
     "SAMPLE_CYCLES": (6, "r", "clock cycles of the time steps of the last sample (as STEP_CYCLES counts them)"),
     "DECISION": (7, "r", "the last decision"),
@@ -71,14 +71,18 @@ lfsr_names = lfsr_stream_names  # the LFSR streams in register order
 
 class Network(wiring.Component):
     """The whole chip for ``spec``, with ``lanes`` datapaths per layer and initial ``params``
-    (golden's seeded initial weights when None)."""
+    (golden's seeded initial weights when None). With ``spram`` every layer keeps its weights
+    (and FELL's traces) in single-port memories without initial contents, which an iCE40UP
+    maps to SPRAM; the host writes the weights over the bus before the first sample (the
+    memory map marks them ``host_init``; STATUS bit 1 is set until the first such write)."""
 
-    def __init__(self, spec: NetworkSpec, lanes: int = 4, params: Params | None = None) -> None:
+    def __init__(self, spec: NetworkSpec, lanes: int = 4, params: Params | None = None, spram: bool = False) -> None:
         log2_exact(lanes)
         if spec.learning.accumulate != 1:
             raise ValueError(f"learning.accumulate = {spec.learning.accumulate}: the RTL applies updates every step; use 1")
         self.spec = spec
         self.lanes = lanes
+        self.spram = spram
         self.params = params if params is not None else init_params(spec)
         self.in_width, self.out_data = io_widths(spec)
         super().__init__({
@@ -101,7 +105,7 @@ class Network(wiring.Component):
             ev_shape = self.ev0_shape if i == 0 else unsigned(max((spec.layers[i - 1].size - 1).bit_length(), 1))
             ev_depth = spec.inputs if i == 0 else spec.layers[i - 1].size
             engine = DecolleLayer if spec.layers[i].neuron.model == "decolle" else LIFLayer
-            self.layers.append(engine(spec, i, lanes, self.params.layers[i], self.layer_regions[i], ev_shape, ev_depth, (seeds[f"round:{i}"], seeds[f"round:{i}.clf"])))
+            self.layers.append(engine(spec, i, lanes, self.params.layers[i], self.layer_regions[i], ev_shape, ev_depth, (seeds[f"round:{i}"], seeds[f"round:{i}.clf"]), spram=spram))
 
     def memory_map(self) -> list[dict]:
         out = [{"name": "registers", "region": 0, "registers": {k: {"index": v[0], "access": v[1], "meaning": v[2]} for k, v in REGISTERS.items()}}]
@@ -348,6 +352,10 @@ class Network(wiring.Component):
         # clock is a new one (the master drops its enable after the acknowledging edge)
         with m.If((region == 0) & (bus.r_en | bus.w_en)):
             m.d.comb += bus.ack.eq(1)
+        weights_pending = Signal(init=int(self.spram))  # no weight written since reset (SPRAM)
+        for regions in self.layer_regions:
+            with m.If(bus.w_en & bus.ack & (region == regions["w"])):
+                m.d.sync += weights_pending.eq(0)
         rdata = Signal(32)
         with m.Switch(index):
             with m.Case(REGISTERS["ID"][0]):
@@ -359,7 +367,7 @@ class Network(wiring.Component):
             with m.Case(REGISTERS["LR_SHIFT"][0]):
                 m.d.comb += rdata.eq(lr_shift)
             with m.Case(REGISTERS["STATUS"][0]):
-                m.d.comb += rdata.eq(~seq.ongoing("IDLE") | (samples << 8))
+                m.d.comb += rdata.eq(Cat(~seq.ongoing("IDLE"), weights_pending) | (samples << 8))
             with m.Case(REGISTERS["STEP_CYCLES"][0]):
                 m.d.comb += rdata.eq(step_cycles)
             with m.Case(REGISTERS["SAMPLE_CYCLES"][0]):

@@ -23,22 +23,22 @@ TESTS = ("learning_run", "bad_frames", "controls")
 SIM_DIVISOR = 8
 
 
-def bridge_verilog(spec: NetworkSpec, lanes: int, params: Params | None, divisor: int, name: str = "bridge_top") -> tuple[str, list[dict]]:
-    from amaranth.back import verilog
+def bridge_verilog(spec: NetworkSpec, lanes: int, params: Params | None, divisor: int, name: str = "bridge_top", spram: bool = False) -> tuple[str, list[dict]]:
     from localsnn.rtl.bridge import BridgeTop
+    from localsnn.rtl.generate import verilog_text
 
-    top = BridgeTop(spec, lanes=lanes, params=params, divisor=divisor)
-    return verilog.convert(top, name=name, emit_src=False), top.memory_map()
+    top = BridgeTop(spec, lanes=lanes, params=params, divisor=divisor, spram=spram)
+    return verilog_text(top, name), top.memory_map()
 
 
-def bridge_cosim(spec: NetworkSpec, samples, *, lanes: int = 1, params: Params | None = None, tests=TESTS, every_step_samples: int = 1, divisor: int = SIM_DIVISOR, timeout_s: float | None = None) -> dict:
+def bridge_cosim(spec: NetworkSpec, samples, *, lanes: int = 1, params: Params | None = None, tests=TESTS, every_step_samples: int = 1, divisor: int = SIM_DIVISOR, timeout_s: float | None = None, spram: bool = False) -> dict:
     from localsnn.sim.runner import run_cocotb
 
     unknown = set(tests) - set(TESTS)
     if unknown:
         raise ValueError(f"unknown bridge tests {sorted(unknown)}; there are {', '.join(TESTS)}")
     params = params if params is not None else init_params(spec)
-    text, memory_map = bridge_verilog(spec, lanes, params, divisor)
+    text, memory_map = bridge_verilog(spec, lanes, params, divisor, spram=spram)
     with tempfile.TemporaryDirectory(prefix="localsnn-bridge-") as tmp:
         job = Path(tmp)
         (job / "spec.toml").write_text(dumps(spec))

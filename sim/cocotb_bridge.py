@@ -34,6 +34,7 @@ from localsnn.board import (
     BridgeError,
     Host,
     encode_request,
+    load_host_init,
     run_samples,
 )
 
@@ -49,12 +50,14 @@ def _job():
     return job, cfg, spec, params, samples
 
 
-async def _host(dut, cfg, spec):
+async def _host(dut, cfg, spec, params):
     start_clock(dut)
     await reset(dut, quiet=())
     line = SerialLine(dut, cfg["divisor"])
     await line.idle(4)
-    return line, Host(line, spec, cfg["memory_map"])
+    host = Host(line, spec, cfg["memory_map"])
+    await load_host_init(host, cfg["memory_map"], params)  # a build with SPRAM starts without weights
+    return line, host
 
 
 @cocotb.test()
@@ -63,7 +66,7 @@ async def learning_run(dut):
     and spike read back), then a pipelined run with learning on, decisions and STEP words
     compared with golden after every sample and every weight at the end."""
     job, cfg, spec, params, samples = _job()
-    line, host = await _host(dut, cfg, spec)
+    line, host = await _host(dut, cfg, spec, params)
     assert await host.read_register("ID") == 0x4C534E4E
     golden = Golden(spec, params.copy())
     k = cfg["every_step_samples"]
@@ -95,7 +98,7 @@ async def bad_frames(dut):
     """Corrupted, truncated, oversized and unknown frames are answered with an error status and
     never applied; the bridge goes on working after each."""
     job, cfg, spec, params, samples = _job()
-    line, host = await _host(dut, cfg, spec)
+    line, host = await _host(dut, cfg, spec, params)
     checks = {}
     lr = host.registers["LR_SHIFT"]
     lr0 = await host.read(lr)
@@ -153,7 +156,7 @@ async def controls(dut):
     """The host's controls: learning off leaves the weights, the learning-rate shift, LFSR seeds,
     weights written and read back, learning per layer."""
     job, cfg, spec, params, samples = _job()
-    line, host = await _host(dut, cfg, spec)
+    line, host = await _host(dut, cfg, spec, params)
     out = {}
     w0 = await host.read_memory("layer0.w")
     out["initial weights"] = bool(np.array_equal(w0, params.layers[0].w))

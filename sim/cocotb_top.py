@@ -16,6 +16,7 @@ import cocotb
 import numpy as np
 
 from localsnn import spec as specmod
+from localsnn.board import load_host_init
 from localsnn.golden.params import load_params
 from localsnn.sim.drivers import BusMaster, StreamSink, StreamSource, reset, start_clock
 from localsnn.sim.harness import Mismatch, check_samples
@@ -51,12 +52,14 @@ async def cosim(dut):
     cfg = json.loads((job / "job.json").read_text())
     spec = specmod.load(job / "spec.toml")
     params = load_params(job / "golden_params.npz", spec)  # the RTL's own are in its memories
+    rtl_params = load_params(job / "params.npz", spec)  # ... or, with SPRAM, written over the bus
     with np.load(job / "samples.npz") as data:
         xs, labels = data["x"], data["labels"]
     samples = [(xs[k], None if labels[k] < 0 else int(labels[k])) for k in range(len(xs))]
     start_clock(dut)
     await reset(dut)
     chip = CocotbChip(dut, idle=cfg["idle"], stall=cfg["stall"], seed=cfg["seed"])
+    await load_host_init(chip, cfg["memory_map"], rtl_params)
     report = None
     error = None
     done = []

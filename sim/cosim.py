@@ -39,14 +39,13 @@ class CosimReport:
     run_s: float
 
 
-def generate_verilog(spec: NetworkSpec, lanes: int, params: Params | None = None, name: str = "localsnn_top") -> tuple[str, list[dict]]:
+def generate_verilog(spec: NetworkSpec, lanes: int, params: Params | None = None, name: str = "localsnn_top", spram: bool = False) -> tuple[str, list[dict]]:
     """Verilog text (byte-identical between runs) and the memory map of the network."""
-    from amaranth.back import verilog
-
+    from localsnn.rtl.generate import verilog_text
     from localsnn.rtl.top import Network
 
-    net = Network(spec, lanes=lanes, params=params)
-    text = verilog.convert(net, name=name, emit_src=False)
+    net = Network(spec, lanes=lanes, params=params, spram=spram)
+    text = verilog_text(net, name)
     return text, net.memory_map()
 
 
@@ -66,11 +65,12 @@ def cosimulate(
     golden_params: Params | None = None,
     on_progress=None,
     lint: bool = False,
+    spram: bool = False,
 ) -> CosimReport:
     from localsnn.sim.runner import CocotbTestFailure, run_cocotb
 
     params = params if params is not None else init_params(spec)
-    text, memory_map = generate_verilog(spec, lanes, params)
+    text, memory_map = generate_verilog(spec, lanes, params, spram=spram)
     with tempfile.TemporaryDirectory(prefix="localsnn-job-") as tmp:
         job = Path(tmp)
         if lint:  # verilator --lint-only -Wall, with the justified Amaranth waivers only
