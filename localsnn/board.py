@@ -460,7 +460,7 @@ def board_run(args, open_link=None) -> int:
     from localsnn import spec as specmod
     from localsnn.golden import Golden
     from localsnn.golden.encode import quantize_pixels
-    from localsnn.golden.params import load_params, save_params
+    from localsnn.golden.params import init_params, load_params, save_params
     from localsnn.rtl.top import Network
 
     spec = specmod.load(args.config)
@@ -483,6 +483,9 @@ def board_run(args, open_link=None) -> int:
             raise BridgeError(f"the board answered, but its ID register reads {ident:#x}, not 0x4c534e4e ('LSNN'): is the localsnn bitstream loaded?")
         if args.weights:
             await host.write_params(load_params(args.weights, spec))
+        elif (await host.read_register("STATUS")) >> 1 & 1:  # weights in SPRAM, none written yet
+            names = await load_host_init(host, Network(spec, lanes=args.lanes, spram=True).memory_map(), init_params(spec))
+            print(f"the bitstream keeps the weights in SPRAM, which starts empty: wrote the spec's initial weights into {', '.join(names)}")
         if args.lr_shift is not None:
             await host.set_lr_shift(args.lr_shift)
         for item in args.seed or []:

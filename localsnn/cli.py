@@ -202,7 +202,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     s = specmod.load(args.config)
     params = load_params(args.weights, s) if args.weights else None
     t0 = time.perf_counter()
-    desc = generate(s, args.out, lanes=args.lanes, params=params)
+    desc = generate(s, args.out, lanes=args.lanes, params=params, spram=args.spram)
     out = Path(args.out)
     print(f"{s.name}: {len(s.layers)} layer(s), {args.lanes} lanes -> {out}/ ({time.perf_counter() - t0:.1f} s)")
     for f in sorted(out.rglob("*")):
@@ -239,7 +239,7 @@ def cmd_cosim(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     try:
-        report = cosimulate(s, samples, lanes=args.lanes, params=params, learn=args.learn, on_progress=progress)
+        report = cosimulate(s, samples, lanes=args.lanes, params=params, learn=args.learn, on_progress=progress, spram=args.spram)
     except Mismatch as err:
         bar.close()
         print(f"MISMATCH: {err}")
@@ -294,7 +294,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
             lanes_list=_int_list(args.lanes_list, "--lanes-list") if args.lanes_list else DEFAULT_LANES,
             rules=[r.strip() for r in args.rules.split(",")] if args.rules else DEFAULT_RULES,
             target_mhz=args.target_mhz, use_cache=not args.no_cache,
-            progress=lambda m: print(m, flush=True),
+            progress=lambda m: print(m, flush=True), spram=args.spram,
         )
         return 0
     if not args.config:
@@ -305,7 +305,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     s = specmod.load(args.config)
     params = load_params(args.weights, s) if args.weights else None
     out = Path(args.out) if args.out else Path("build") / "synth" / f"{s.name}-{args.board}-l{args.lanes}"
-    rep = build(s, args.board, out, lanes=args.lanes, params=params, target_mhz=args.target_mhz, use_cache=not args.no_cache, progress=lambda m: print(m, flush=True))
+    rep = build(s, args.board, out, lanes=args.lanes, params=params, target_mhz=args.target_mhz, use_cache=not args.no_cache, progress=lambda m: print(m, flush=True), spram=args.spram)
     print()
     print(rep.table(), end="")
     print(f"\n{rep.timing_summary()}")
@@ -526,6 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     gp.add_argument("--lanes", type=int, default=4, choices=[1, 2, 4, 8, 16, 32], help="parallel datapaths per layer")
     gp.add_argument("--weights", help="initial weights (weights.npz from 'golden train'); default: the spec's seeded random init")
     gp.add_argument("--lint", action="store_true", help="also run verilator --lint-only -Wall")
+    gp.add_argument("--spram", action="store_true", help="the weights in single-port memories without initial contents (iCE40UP SPRAM); the host writes them")
     gp.set_defaults(func=cmd_generate)
 
     cp = sub.add_parser("cosim", help="co-simulate the RTL (cocotb + Verilator) against the golden model")
@@ -536,6 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--learn", action="store_true", help="learning on (as on the chip)")
     cp.add_argument("--lanes", type=int, default=4, choices=[1, 2, 4, 8, 16, 32])
     cp.add_argument("--weights")
+    cp.add_argument("--spram", action="store_true", help="the weights in single-port memories (iCE40UP SPRAM), written over the bus first")
     cp.set_defaults(func=cmd_cosim)
 
     yp = sub.add_parser("synth", help="board build (Yosys, nextpnr): bitstream, resource and timing report; or a sweep")
@@ -546,6 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
     yp.add_argument("--weights", help="initial weights (weights.npz from 'golden train'); default: the spec's seeded random init")
     yp.add_argument("--target-mhz", type=float, help="Fmax goal (default: iCE40UP 30 MHz, ECP5 80 MHz, else the board clock)")
     yp.add_argument("--no-cache", action="store_true", help="build even when an identical build is cached")
+    yp.add_argument("--spram", choices=["auto", "on", "off"], default="auto", help="iCE40UP: the weights in SPRAM (no initial contents: 'board run' writes them); auto (default): when block RAM is too small")
     yp.add_argument("--sweep", action="store_true", help="resources and Fmax over hidden sizes, lanes and rules (CSV, markdown, PNG)")
     yp.add_argument("--sizes", help="sweep: comma-separated hidden sizes (default 16,32)")
     yp.add_argument("--lanes-list", help="sweep: comma-separated lane counts (default 1,4)")

@@ -36,11 +36,12 @@ from localsnn.synth.report import (
 )
 
 from localsnn.errors import LocalsnnError
+from localsnn.rtl.generate import strip_host_init
 from localsnn.spec import NetworkSpec
 
 NAME = "localsnn"  # the design's name in every tool file
 BAUD = 115200
-FORMAT = 2  # bump when the report or the cached files change meaning (2: critical paths)
+FORMAT = 3  # bump when the report or the cached files change meaning (2: critical paths; 3: spram, clock net names)
 HEARTBEAT_S = 60.0
 
 STAGES = {"yosys": "synthesis", "nextpnr-ice40": "place and route", "nextpnr-ecp5": "place and route", "icepack": "bitstream", "ecppack": "bitstream"}
@@ -98,11 +99,19 @@ def toolchain_versions(board: Board, env: dict[str, str]) -> dict[str, str]:
     }
 
 
-def make_top(spec: NetworkSpec, lanes: int, params):
+def make_top(spec: NetworkSpec, lanes: int, params, spram: bool = False):
     """The design that goes on the board: the network with its UART host bridge."""
     from localsnn.rtl.bridge import BoardTop
 
-    return BoardTop(spec, lanes=lanes, params=params, baud=BAUD)
+    return BoardTop(spec, lanes=lanes, params=params, baud=BAUD, spram=spram)
+
+
+SPRAM_CHOICES = ("auto", "on", "off")
+
+
+def has_spram(board: Board) -> bool:
+    """The iCE40UP devices have four 256 kbit single-port RAMs (SPRAM)."""
+    return board.family == "ice40" and board.device.lower().startswith("ice40up")
 
 
 def _synth_opts(board: Board) -> list[str]:
@@ -142,6 +151,27 @@ def _overrides(board: Board, platform, constraint_mhz: float) -> dict:
 #: budget; when they outnumber these the design is synthesised again with multipliers in LUTs)
 ICE40_DSPS = {"ice40up5k": 8, "ice40up3k": 4, "ice5lp4k": 4, "ice5lp2k": 4, "ice5lp1k": 4}
 ICE40_LCS = {"ice40up5k": 5280, "ice40up3k": 3520, "ice5lp4k": 3520, "ice5lp2k": 2048, "ice5lp1k": 1100}
+ICE40_BRAMS = {"ice40up5k": 30, "ice40up3k": 20, "ice5lp4k": 20, "ice5lp2k": 20, "ice5lp1k": 16}
+
+
+class _NeedsSpram(Exception):
+    """Synthesis put more memories into block RAM than the device has (``--spram auto``)."""
+
+    def __init__(self, note: str) -> None:
+        super().__init__(note)
+        self.note = note
+
+
+def _bram_check(b: Board, work: Path, spram: str) -> None:
+    """After synthesis, with ``--spram auto`` on a device with SPRAM and the weights still in
+    block RAM: if Yosys used more SB_RAM40_4K than the device has, ask for a build with the
+    weights in SPRAM."""
+    if spram != "auto" or not has_spram(b):
+        return
+    have = ICE40_BRAMS.get(b.device.lower(), 0)
+    used = yosys_cells((work / f"{NAME}.stat.json").read_text()).get("SB_RAM40_4K", 0)
+    if have and used > have:
+        raise _NeedsSpram(f"{used} block RAMs needed, the {b.device} has {have}: the weights went into SPRAM (the host writes them; 'localsnn board run' does)")
 
 
 def _dsp_fallback(b: Board, work: Path, progress: Callable[[str], None]) -> str:
@@ -234,18 +264,39 @@ def build(
     target_mhz: float | None = None,
     use_cache: bool = True,
     progress: Callable[[str], None] = print,
+    spram: str = "auto",
 ) -> BuildReport:
     """Build ``spec`` (its network behind the UART bridge, ``lanes`` datapaths per layer,
     initial weights ``params``) for ``board``; write the bitstream, the Verilog, the logs,
     ``report.json`` and ``report.txt`` into ``out_dir`` and return the report.
 
+    ``spram``: ``on`` keeps every layer's weights in an iCE40UP's SPRAM (single-port, no initial
+    contents: the host writes the weights, see :class:`~localsnn.rtl.top.Network`), ``off`` in
+    block RAM with the weights in the bitstream, ``auto`` in block RAM unless synthesis needs
+    more block RAMs than the device has (then the design is built again with ``on``).
+
     Raises :class:`DoesNotFitError` when the design needs more of a resource than the device
     has, :class:`BuildError` when a tool fails otherwise.
     """
-    t_start = time.perf_counter()
     b = resolve_board(board)
     b.check_supported()
-    out = Path(out_dir)
+    if spram not in SPRAM_CHOICES:
+        raise LocalsnnError(f"spram {spram!r}: choose one of {', '.join(SPRAM_CHOICES)}")
+    if spram == "on" and not has_spram(b):
+        raise LocalsnnError(f"--spram on: the {b.name}'s {b.device} has no SPRAM (the iCE40UP devices have); use auto or off")
+    args = dict(lanes=lanes, params=params, target_mhz=target_mhz, use_cache=use_cache, progress=progress)
+    try:
+        return _build(spec, b, Path(out_dir), spram=spram, **args)
+    except _NeedsSpram as need:
+        progress(f"  {need.note}")
+        rep = _build(spec, b, Path(out_dir), spram="on", **args)
+        rep.options["spram_auto"] = need.note
+        _write_report(rep, Path(out_dir))
+        return rep
+
+
+def _build(spec: NetworkSpec, b: Board, out: Path, *, lanes: int, params, target_mhz: float | None, use_cache: bool, progress: Callable[[str], None], spram: str) -> BuildReport:
+    t_start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     env = tool_env()
     platform = b.platform()
@@ -256,15 +307,20 @@ def build(
     constraint = max(target, board_mhz)
     overrides = _overrides(b, platform, constraint)
 
-    progress(f"{spec.name}, lanes {lanes}, for {b.name} ({b.device}): elaborating ...")
-    top = make_top(spec, lanes, params)
+    in_spram = spram == "on"
+    progress(f"{spec.name}, lanes {lanes}, for {b.name} ({b.device}){', weights in SPRAM' if in_spram else ''}: elaborating ...")
+    top = make_top(spec, lanes, params, spram=in_spram)
     plan = platform.build(top, name=NAME, do_build=False, **overrides)
+    plan.files[f"{NAME}.il"] = strip_host_init(plan.files[f"{NAME}.il"])  # SPRAM has no initial contents
     versions = toolchain_versions(b, env)
-    options = {"lanes": lanes, "target_mhz": target, "constraint_mhz": constraint, **{k: v for k, v in overrides.items() if k != "emit_src"}}
+    options = {"lanes": lanes, "spram": in_spram, "target_mhz": target, "constraint_mhz": constraint, **{k: v for k, v in overrides.items() if k != "emit_src"}}
     key = _design_key(plan, b, options, versions)
     cdir = cache_root() / key[:40]
     files = {"bitstream": _bitstream(b), "verilog": f"{NAME}.v", "rtlil": f"{NAME}.il", "yosys_log": "yosys.log", "nextpnr_log": "nextpnr.log", "nextpnr_report": "nextpnr-report.json", "report_json": "report.json", "report_txt": "report.txt"}
 
+    marker = cdir / "needs_spram.txt"  # an earlier --spram auto found the block RAMs too few
+    if use_cache and spram == "auto" and marker.is_file():
+        raise _NeedsSpram(marker.read_text())
     if use_cache and (cdir / "report.json").is_file():
         rep = BuildReport.from_dict(json.loads((cdir / "report.json").read_text()))
         for f in files.values():
@@ -296,6 +352,12 @@ def build(
         try:
             stages[stage] = _run_stage(argv, work, env, stage, progress, log)
             if tool == "yosys":
+                try:
+                    _bram_check(b, work, spram)
+                except _NeedsSpram as need:
+                    cdir.mkdir(parents=True, exist_ok=True)
+                    marker.write_text(need.note)
+                    raise
                 retry = _dsp_fallback(b, work, progress)
                 if retry:
                     options["dsp_fallback"] = retry

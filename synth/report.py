@@ -183,6 +183,10 @@ def format_table(rep: BuildReport) -> str:
     lines.append("")
     if rep.options.get("dsp_fallback"):
         lines.append(f"note: {rep.options['dsp_fallback']}")
+    if rep.options.get("spram_auto"):
+        lines.append(f"note: {rep.options['spram_auto']}")
+    elif rep.options.get("spram"):
+        lines.append("note: the weights are in SPRAM, which starts empty: the host writes them ('localsnn board run' does)")
     lines.append(f"board clock {rep.board_clock_mhz:g} MHz (the design runs on it); place and route constrained to {rep.options.get('constraint_mhz', rep.target_mhz):g} MHz")
     if rep.stage_seconds:
         order = [k for k in STAGE_ORDER if k in rep.stage_seconds] + [k for k in rep.stage_seconds if k not in STAGE_ORDER]

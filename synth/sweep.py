@@ -27,7 +27,7 @@ BASE_SPECS = {"ell": "digits", "fell": "digits-fell", "none": "digits", "decolle
 #: the logic resource of a family the sweep plots
 LOGIC = {"ice40": "ICESTORM_LC", "ecp5": "TRELLIS_COMB"}
 
-COLUMNS = ("rule", "hidden", "lanes", "fits", "logic_used", "logic_available", "ff_used", "bram_used", "bram_available", "dsp_used", "dsp_available", "fmax_mhz", "target_mhz", "met", "build_s", "note")
+COLUMNS = ("rule", "hidden", "lanes", "fits", "logic_used", "logic_available", "ff_used", "bram_used", "bram_available", "spram_used", "dsp_used", "dsp_available", "fmax_mhz", "target_mhz", "met", "build_s", "note")
 
 
 def sweep_spec(rule: str, hidden: int) -> specmod.NetworkSpec:
@@ -67,9 +67,11 @@ def run_sweep(
     target_mhz: float | None = None,
     use_cache: bool = True,
     progress: Callable[[str], None] = print,
+    spram: str = "auto",
 ) -> list[dict]:
-    """Build every (rule, size, lanes) point (cached builds are reused) and write
-    ``sweep.csv``, ``sweep.md`` and ``sweep.png`` into ``out_dir``; return the rows."""
+    """Build every (rule, size, lanes) point (cached builds are reused; ``spram`` as in
+    :func:`~localsnn.synth.flow.build`) and write ``sweep.csv``, ``sweep.md`` and
+    ``sweep.png`` into ``out_dir``; return the rows."""
     b = resolve_board(board)
     b.check_supported()
     out = Path(out_dir)
@@ -85,7 +87,7 @@ def run_sweep(
         t_point = time.perf_counter()
         try:
             s = sweep_spec(rule, n)
-            rep = build(s, b.name, out / f"{rule}-h{n}-l{lanes}", lanes=lanes, target_mhz=target_mhz, use_cache=use_cache, progress=progress)
+            rep = build(s, b.name, out / f"{rule}-h{n}-l{lanes}", lanes=lanes, target_mhz=target_mhz, use_cache=use_cache, progress=progress, spram=spram)
         except DoesNotFitError as err:
             row["fits"] = "no"
             u = err.util.get(logic)
@@ -106,8 +108,10 @@ def run_sweep(
         row.update(
             fits="yes", logic_used=r.used if r else "", logic_available=r.available if r else "", ff_used=_ff(rep),
             fmax_mhz=round(rep.fmax_mhz, 1) if rep.fmax_mhz else "", target_mhz=rep.target_mhz, met="yes" if rep.met else "no",
-            build_s=round(rep.build_seconds), note=rep.options.get("dsp_fallback", ""),
+            build_s=round(rep.build_seconds), note="; ".join(rep.options[k] for k in ("dsp_fallback", "spram_auto") if rep.options.get(k)),
         )
+        sp = rep.resource("ICESTORM_SPRAM")
+        row["spram_used"] = sp.used if sp else ""
         row["bram_used"], row["bram_available"] = _pair(rep, ("ICESTORM_RAM", "DP16KD"))
         row["dsp_used"], row["dsp_available"] = _pair(rep, ("ICESTORM_DSP", "MULT18X18D"))
         rows.append(row)
@@ -127,13 +131,13 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
 def markdown_table(rows: list[dict], board: str, device: str, logic: str) -> str:
     head = f"# Synthesis sweep: {board} ({device})\n\nlogic = {label(logic)} [{logic}]; a design that does not fit shows what it needed.\n\n"
-    cols = ("rule", "hidden", "lanes", "fits", "logic", "FF", "BRAM", "DSP", "Fmax MHz", "target MHz", "met", "build s", "note")
+    cols = ("rule", "hidden", "lanes", "fits", "logic", "FF", "BRAM", "SPRAM", "DSP", "Fmax MHz", "target MHz", "met", "build s", "note")
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         logic_cell = f"{r['logic_used']}/{r['logic_available']}" if r["logic_used"] != "" else ""
         bram = f"{r['bram_used']}/{r['bram_available']}" if r["bram_used"] != "" else ""
         dsp = f"{r['dsp_used']}/{r['dsp_available']}" if r["dsp_used"] != "" else ""
-        vals = (r["rule"], r["hidden"], r["lanes"], r["fits"], logic_cell, r["ff_used"], bram, dsp, r["fmax_mhz"], r["target_mhz"], r["met"], r["build_s"], r["note"])
+        vals = (r["rule"], r["hidden"], r["lanes"], r["fits"], logic_cell, r["ff_used"], bram, r["spram_used"], dsp, r["fmax_mhz"], r["target_mhz"], r["met"], r["build_s"], r["note"])
         lines.append("| " + " | ".join(str(v) for v in vals) + " |")
     return head + "\n".join(lines) + "\n"
 

@@ -31,6 +31,15 @@ def test_digits_learning_through_the_bridge_equals_golden(digits_samples):
     assert out["framing_errors"] == 0
 
 
+def test_weights_in_spram_through_the_bridge_equal_golden(digits_samples):
+    """The iCEBreaker build with the weights in SPRAM: the host writes them through the bridge
+    (the chip starts without), then learning equals golden."""
+    spec, samples = digits_samples
+    out = bridge_cosim(spec, samples[:4], lanes=1, tests=["learning_run"], spram=True)["learning_run"]
+    assert out["run"]["samples"] == 3 and out["run"]["mismatches"] == []
+    assert out["weights_changed"] > 100
+
+
 def test_bad_frames_are_refused_and_never_applied(digits_samples):
     spec, samples = digits_samples
     checks = bridge_cosim(spec, samples[:2], lanes=1, tests=["bad_frames"])["bad_frames"]

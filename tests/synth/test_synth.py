@@ -103,6 +103,42 @@ def test_default_digits_net_with_ell_learning_fits_the_icebreaker(tmp_path, cach
     assert len((tmp_path / "d" / "localsnn.bin").read_bytes()) > 100_000
 
 
+def test_icebreaker_build_with_the_weights_in_spram(tmp_path, cache):
+    """--spram on: the learning layer's weights go into an SB_SPRAM256KA (Yosys maps only a
+    single-port memory without initial contents there), out of block RAM and the bitstream."""
+    spec = small_spec("ell")
+    msgs: list[str] = []
+    rep = build(spec, "icebreaker", tmp_path / "s", spram="on", progress=msgs.append)
+    assert rep.options["spram"] is True
+    assert rep.cells.get("SB_SPRAM256KA", 0) >= 1
+    assert rep.resource("ICESTORM_SPRAM").used >= 1
+    assert rep.fmax_mhz >= rep.board_clock_mhz
+    assert "weights are in SPRAM" in (tmp_path / "s" / "report.txt").read_text()
+    assert any("weights in SPRAM" in m for m in msgs)
+
+
+def test_spram_choices_and_the_block_ram_check(tmp_path, cache):
+    from localsnn.errors import LocalsnnError
+    from localsnn.synth import flow
+
+    with pytest.raises(LocalsnnError, match="has no SPRAM"):
+        build(small_spec(), "ulx3s", tmp_path / "u", spram="on")
+    with pytest.raises(LocalsnnError, match="choose one of auto, on, off"):
+        build(small_spec(), "icebreaker", tmp_path / "u", spram="yes")
+    ice, ecp = resolve_board("icebreaker"), resolve_board("ulx3s")
+    assert flow.has_spram(ice) and not flow.has_spram(ecp)
+    stat = tmp_path / f"{flow.NAME}.stat.json"
+    for used, raises in ((30, False), (31, True)):
+        stat.write_text(json.dumps({"modules": {"\\top": {"num_cells_by_type": {"SB_RAM40_4K": used}}}}))
+        assert yosys_cells(stat.read_text()).get("SB_RAM40_4K") == used
+        for mode, board in (("auto", ice), ("off", ice), ("on", ice), ("auto", ecp)):
+            if raises and mode == "auto" and board is ice:
+                with pytest.raises(flow._NeedsSpram, match="31 block RAMs needed, the iCE40UP5K has 30"):
+                    flow._bram_check(board, tmp_path, mode)
+            else:
+                flow._bram_check(board, tmp_path, mode)
+
+
 def test_design_too_big_for_icestick_names_resource_and_numbers(tmp_path, cache, capsys):
     f = tmp_path / "small.toml"
     f.write_text(S.dumps(small_spec()))
@@ -205,13 +241,13 @@ def test_sweep_specs_and_outputs(tmp_path):
     clf = wide.layers[0].classifier
     assert clf.accumulator == (2048 * clf.weight.max_abs).bit_length() + 1 > S.load("digits").layers[0].classifier.accumulator
     rows = [
-        {"rule": "ell", "hidden": 16, "lanes": 1, "fits": "yes", "logic_used": 4000, "logic_available": 5280, "ff_used": 1200, "bram_used": 9, "bram_available": 30, "dsp_used": 3, "dsp_available": 8, "fmax_mhz": 21.5, "target_mhz": 30.0, "met": "no", "build_s": 90, "note": ""},
-        {"rule": "ell", "hidden": 32, "lanes": 1, "fits": "no", "logic_used": 6100, "logic_available": 5280, "ff_used": "", "bram_used": "", "bram_available": "", "dsp_used": "", "dsp_available": "", "fmax_mhz": "", "target_mhz": "", "met": "", "build_s": "", "note": "logic cells: 6100/5280"},
+        {"rule": "ell", "hidden": 16, "lanes": 1, "fits": "yes", "logic_used": 4000, "logic_available": 5280, "ff_used": 1200, "bram_used": 9, "bram_available": 30, "spram_used": 1, "dsp_used": 3, "dsp_available": 8, "fmax_mhz": 21.5, "target_mhz": 30.0, "met": "no", "build_s": 90, "note": ""},
+        {"rule": "ell", "hidden": 32, "lanes": 1, "fits": "no", "logic_used": 6100, "logic_available": 5280, "ff_used": "", "bram_used": "", "bram_available": "", "spram_used": "", "dsp_used": "", "dsp_available": "", "fmax_mhz": "", "target_mhz": "", "met": "", "build_s": "", "note": "logic cells: 6100/5280"},
     ]
     write_csv(rows, tmp_path / "s.csv")
     assert (tmp_path / "s.csv").read_text().splitlines()[2].startswith("ell,32,1,no,6100,5280")
     md = markdown_table(rows, "icebreaker", "iCE40UP5K", "ICESTORM_LC")
-    assert "| ell | 16 | 1 | yes | 4000/5280 | 1200 | 9/30 | 3/8 | 21.5 | 30.0 | no | 90 |  |" in md
+    assert "| ell | 16 | 1 | yes | 4000/5280 | 1200 | 9/30 | 1 | 3/8 | 21.5 | 30.0 | no | 90 |  |" in md
     assert "| ell | 32 | 1 | no | 6100/5280 |" in md
     plot(rows, tmp_path / "s.png", "icebreaker", "ICESTORM_LC")
     assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
