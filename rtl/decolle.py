@@ -29,7 +29,7 @@ from amaranth.lib import data
 from localsnn.golden.params import LayerParams
 from localsnn.rtl.common import LaneMemory
 from localsnn.rtl.fixed import fit, fmt_shape, narrow, shift_round
-from localsnn.rtl.layer import LayerBase, _rows, _sg, _wire, build_clear, build_compact, build_live, make_live
+from localsnn.rtl.layer import LayerBase, _rows, _sg, _times, _wire, build_clear, build_compact, build_live, make_live
 from localsnn.rtl.lfsr import LFSR
 from localsnn.rtl.loop import Loop
 from localsnn.rtl.neuron import leak_complement
@@ -243,7 +243,7 @@ class DecolleLayer(LayerBase):
         with m.If(s0.valid):
             m.d.comb += plist.rd.addr.eq(s0.inner)
         with m.If(s1.valid):
-            m.d.comb += [wmem.rd.addr.eq(plist.rd.data[0]["index"] * WPR + s1.outer), bmem.rd.addr.eq(s1.outer), rmem.rd.addr.eq(s1.outer)]
+            m.d.comb += [wmem.rd.addr.eq(_times(plist.rd.data[0]["index"], WPR) + s1.outer), bmem.rd.addr.eq(s1.outer), rmem.rd.addr.eq(s1.outer)]
         m.d.sync += pv1.eq(plist.rd.data[0]["value"])
         one_p = 1 << P_.frac
         with m.If(s2.valid):
@@ -273,7 +273,7 @@ class DecolleLayer(LayerBase):
         with m.If(s0.valid):
             m.d.comb += spk_rd_addr.eq(s0.inner)
         with m.If(s1.valid):
-            m.d.comb += gmem.rd.addr.eq(spk.rd.data[0] * CPR + s1.outer)
+            m.d.comb += gmem.rd.addr.eq(_times(spk.rd.data[0], CPR) + s1.outer)
         with m.If(s2.valid):
             ys = []
             for k in range(L):
@@ -298,7 +298,7 @@ class DecolleLayer(LayerBase):
             s0, s1, s2 = back.s
             err_acc = Signal(signed(G.hfmt.width + ybits + C.bit_length() + 2))
             with m.If(s1.valid):
-                m.d.comb += [hmem.rd.addr.eq(s1.outer * CPR + s1.inner), ymem.rd.addr.eq(s1.inner), umem.rd.addr.eq(word_of(s1.outer))]
+                m.d.comb += [hmem.rd.addr.eq(_times(s1.outer, CPR) + s1.inner), ymem.rd.addr.eq(s1.inner), umem.rd.addr.eq(word_of(s1.outer))]
             with m.If(s2.valid):
                 terms = []
                 for k in range(L):
@@ -322,10 +322,10 @@ class DecolleLayer(LayerBase):
             with m.If(s0.valid):
                 m.d.comb += plist.rd.addr.eq(s0.outer)
             with m.If(s1.valid):
-                m.d.comb += [wmem.rd.addr.eq(plist.rd.data[0]["index"] * WPR + s1.inner), dlmem.rd.addr.eq(s1.inner)]
+                m.d.comb += [wmem.rd.addr.eq(_times(plist.rd.data[0]["index"], WPR) + s1.inner), dlmem.rd.addr.eq(s1.inner)]
             m.d.sync += j2.eq(plist.rd.data[0]["index"])
             with m.If(s2.valid):
-                m.d.comb += [wmem.wr.addr.eq(j2 * WPR + s2.inner), wmem.wr.en.eq(Const(-1, L))]
+                m.d.comb += [wmem.wr.addr.eq(_times(j2, WPR) + s2.inner), wmem.wr.en.eq(Const(-1, L))]
                 for k in range(L):
                     dk = dlmem.rd.data[k]
                     change = shift_round(-(dk["d"] * pv1), hid_shift, G.wfmt.rounding, dk["r"])

@@ -23,6 +23,16 @@ def _wire(m: Module, value, name: str) -> Signal:
     return sig
 
 
+def _times(value, k: int) -> Value:
+    """``value * k`` for a constant ``k >= 0`` (a row's address: row x words per row) as a sum
+    of shifted copies of ``value``: as a multiplication Yosys's ``-dsp`` would give it an
+    SB_MAC16 once the product is 11 bits wide, and an iCE40UP5K has 8 for the datapath's real
+    multipliers."""
+    value = Value.cast(value)
+    terms = [value << b for b in range(k.bit_length()) if k >> b & 1]
+    return sum(terms[1:], terms[0]) if terms else Const(0, 1)
+
+
 def _sg(neurons, u) -> Value:
     return surrogate(u, neurons.theta, neurons.lut, neurons.lut_shift)
 

@@ -37,7 +37,7 @@ from amaranth.lib import data
 
 from localsnn.golden.params import LayerParams
 from localsnn.rtl.common import LaneMemory
-from localsnn.rtl.layer import LayerBase, _rows, _sg, _wire, build_clear, build_compact, build_live, make_live
+from localsnn.rtl.layer import LayerBase, _rows, _sg, _times, _wire, build_clear, build_compact, build_live, make_live
 from localsnn.rtl.fixed import fit, fmt_shape, narrow, shift_round
 from localsnn.rtl.lfsr import LFSR, shared_draw
 from localsnn.rtl.loop import Loop
@@ -349,7 +349,7 @@ class LIFLayer(LayerBase):
         with m.If(s0.valid):
             m.d.comb += self.ev.addr.eq(s0.inner)
         with m.If(s1.valid):
-            m.d.comb += [wmem.rd.addr.eq(ev_j * WPR + s1.outer), umem.rd.addr.eq(s1.outer), omem.rd.addr.eq(s1.outer)]
+            m.d.comb += [wmem.rd.addr.eq(_times(ev_j, WPR) + s1.outer), umem.rd.addr.eq(s1.outer), omem.rd.addr.eq(s1.outer)]
             if fell:
                 m.d.comb += facmem.rd.addr.eq(s1.outer)
         m.d.sync += j1.eq(ev_j)
@@ -391,7 +391,7 @@ class LIFLayer(LayerBase):
         i1 = Signal(self.idx_bits)
         m.d.sync += i1.eq(spk.rd.data[0])
         with m.If(s1.valid):
-            m.d.comb += [cwmem.rd.addr.eq(spk.rd.data[0] * CPR + s1.outer), cumem.rd.addr.eq(s1.outer), comem.rd.addr.eq(s1.outer)]
+            m.d.comb += [cwmem.rd.addr.eq(_times(spk.rd.data[0], CPR) + s1.outer), cumem.rd.addr.eq(s1.outer), comem.rd.addr.eq(s1.outer)]
             if fell:
                 m.d.comb += cfacmem.rd.addr.eq(s1.outer)
         with m.If(s2.valid):
@@ -459,7 +459,7 @@ class LIFLayer(LayerBase):
             s0, s1, s2 = back.s
             g_acc = Signal(signed(G.cfmt.width + sbits + C.bit_length() + 2))
             with m.If(s1.valid):
-                m.d.comb += [cwmem.rd.addr.eq(s1.outer * CPR + s1.inner), umem.rd.addr.eq(word_of(s1.outer)), clsmem.rd.addr.eq(s1.inner)]
+                m.d.comb += [cwmem.rd.addr.eq(_times(s1.outer, CPR) + s1.inner), umem.rd.addr.eq(word_of(s1.outer)), clsmem.rd.addr.eq(s1.inner)]
             with m.If(s2.valid):
                 das = [clsmem.rd.data[k]["da"] for k in range(L)]
                 partial = sum(cwmem.rd.data[k] * das[k] for k in range(L))
@@ -482,10 +482,10 @@ class LIFLayer(LayerBase):
             with m.If(s0.valid):
                 m.d.comb += spk_rd_addr.eq(s0.outer)
             with m.If(s1.valid):
-                m.d.comb += [cwmem.rd.addr.eq(spk.rd.data[0] * CPR + s1.inner), clsmem.rd.addr.eq(s1.inner)]
+                m.d.comb += [cwmem.rd.addr.eq(_times(spk.rd.data[0], CPR) + s1.inner), clsmem.rd.addr.eq(s1.inner)]
             with m.If(s2.valid):
                 dws = [clsmem.rd.data[k]["dw"] for k in range(L)]
-                m.d.comb += [cwmem.wr.addr.eq(i1 * CPR + s2.inner), cwmem.wr.en.eq(Const(-1, L))]
+                m.d.comb += [cwmem.wr.addr.eq(_times(i1, CPR) + s2.inner), cwmem.wr.en.eq(Const(-1, L))]
                 for k in range(L):
                     value, _ = fit(cwmem.rd.data[k] + dws[k], G.cfmt)
                     m.d.comb += cwmem.wr.data[k].eq(value)
@@ -493,9 +493,9 @@ class LIFLayer(LayerBase):
             with m.If(s0.valid):
                 m.d.comb += self.ev.addr.eq(s0.outer)
             with m.If(s1.valid):
-                m.d.comb += [wmem.rd.addr.eq(ev_j * WPR + s1.inner), dlmem.rd.addr.eq(s1.inner)]
+                m.d.comb += [wmem.rd.addr.eq(_times(ev_j, WPR) + s1.inner), dlmem.rd.addr.eq(s1.inner)]
             with m.If(s2.valid):
-                m.d.comb += [wmem.wr.addr.eq(j1 * WPR + s2.inner), wmem.wr.en.eq(Const(-1, L))]
+                m.d.comb += [wmem.wr.addr.eq(_times(j1, WPR) + s2.inner), wmem.wr.en.eq(Const(-1, L))]
                 for k in range(L):
                     dk = dlmem.rd.data[k]
                     raw = -(dk["d"] * xv) if x1 is not None else -dk["d"]
@@ -515,7 +515,7 @@ class LIFLayer(LayerBase):
                     m.d.comb += lst.rd.addr.eq(s0.outer)
                 with m.If(s1.valid):
                     j = lst.rd.data[0]
-                    m.d.comb += [tmem.rd.addr.eq(j * rowlen + s1.inner), wm.rd.addr.eq(j * rowlen + s1.inner), fm.rd.addr.eq(s1.inner), curm.rd.addr.eq(j)]
+                    m.d.comb += [tmem.rd.addr.eq(_times(j, rowlen) + s1.inner), wm.rd.addr.eq(_times(j, rowlen) + s1.inner), fm.rd.addr.eq(s1.inner), curm.rd.addr.eq(j)]
                     m.d.comb += (clsmem if is_clf else dlmem).rd.addr.eq(s1.inner)
                 m.d.sync += jreg.eq(lst.rd.data[0])
                 with m.If(s2.valid):
@@ -534,8 +534,8 @@ class LIFLayer(LayerBase):
                         shift = hid_shift
                         wfmt = G.wfmt
                         ncols = N
-                    m.d.comb += [tmem.wr.addr.eq(jreg * rowlen + s2.inner), tmem.wr.en.eq(Const(-1, L))]
-                    m.d.comb += [wm.wr.addr.eq(jreg * rowlen + s2.inner), wm.wr.en.eq(Mux(err_any, Const(-1, L), 0))]
+                    m.d.comb += [tmem.wr.addr.eq(_times(jreg, rowlen) + s2.inner), tmem.wr.en.eq(Const(-1, L))]
+                    m.d.comb += [wm.wr.addr.eq(_times(jreg, rowlen) + s2.inner), wm.wr.en.eq(Mux(err_any, Const(-1, L), 0))]
                     for k in range(L):
                         e_old = Mux(fresh, 0, tmem.rd.data[k])
                         pad = (s2.inner * L + k) >= ncols
