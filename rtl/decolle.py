@@ -38,6 +38,7 @@ from localsnn.spec import NetworkSpec
 
 class DecolleLayer(LayerBase):
     PHASES = ("PLIST", "FWD", "COMPACT", "READOUT", "BACKPROP", "HUPD", "BUPD", "LIVE", "TRACES")
+    SPRAM_KEYS = ("w",)  # the readout G and the feedback H are fixed
 
     def __init__(self, spec: NetworkSpec, index: int, lanes: int, params: LayerParams, regions: dict[str, int], ev_shape, ev_depth: int, lfsr_seeds: tuple[int, int], spram: bool = False) -> None:
         if spec.layers[index].neuron.model != "decolle":
@@ -76,7 +77,7 @@ class DecolleLayer(LayerBase):
         clf = self.spec.layers[self.index].classifier
 
         # ---- memories ----------------------------------------------------------------------------
-        wmem = self._weight_memory(m, fmt_shape(G.wfmt), self.params.w)
+        wmem = self._weight_memory(m, "w", fmt_shape(G.wfmt), self.params.w, WPR)
         bmem = LaneMemory(m, "bias", fmt_shape(G.wfmt), L, WPR, init=_rows([self.params.bias], L, WPR))
         umem = LaneMemory(m, "u", fmt_shape(nrn.potential), L, WPR)
         omem = LaneMemory(m, "o", unsigned(1), L, WPR)

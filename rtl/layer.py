@@ -55,11 +55,14 @@ class LayerBase(wiring.Component):
     runs a step."""
 
     PHASES: tuple[str, ...] = ()
+    #: the weight memories (their bus keys) that go into SPRAM with ``spram``
+    SPRAM_KEYS: tuple[str, ...] = ()
 
     def __init__(self, spec: NetworkSpec, index: int, lanes: int, params: LayerParams, regions: dict[str, int], ev_shape, ev_depth: int, counts_shape, spram: bool = False) -> None:
         self.g = G = _Layer(spec, index)
-        #: the weights (and FELL's traces of the same shape) in single-port memories without
-        #: initial contents, for an iCE40UP's SPRAM: the host writes the weights (``host_init``)
+        #: the weights that learning changes (``SPRAM_KEYS``; FELL: also their traces) in
+        #: single-port memories without initial contents, for an iCE40UP's SPRAM: the host
+        #: writes the weights (``host_init``)
         self.spram = spram
         self.spec = spec
         self.index = index
@@ -105,17 +108,18 @@ class LayerBase(wiring.Component):
         marks the memories the chip starts without, which the host must write first."""
         out = self._memory_map()  # the engine's
         for entry in out:
-            if self.spram and entry["region"] == self.regions["w"]:
+            if self.spram and entry["region"] in [self.regions[k] for k in self.SPRAM_KEYS]:
                 entry["host_init"] = True
         return out
 
-    def _weight_memory(self, m: Module, elem_shape, arr) -> LaneMemory:
-        """The weights ``w`` (a row of ``wpr`` words per input): initialised from ``arr``, or
-        single-port and empty with ``spram``."""
-        depth = self.fan_in * self.wpr
-        if self.spram:
-            return LaneMemory(m, "w", elem_shape, self.lanes, depth, single_port=True)
-        return LaneMemory(m, "w", elem_shape, self.lanes, depth, init=_rows(arr, self.lanes, self.wpr))
+    def _weight_memory(self, m: Module, key: str, elem_shape, arr, words_per_row: int) -> LaneMemory:
+        """A weight memory (bus key ``key``; a row of ``words_per_row`` words per row of
+        ``arr``): initialised from ``arr``, or single-port and empty when ``spram`` puts it
+        into SPRAM (``SPRAM_KEYS``)."""
+        depth = len(arr) * words_per_row
+        if self.spram and key in self.SPRAM_KEYS:
+            return LaneMemory(m, key, elem_shape, self.lanes, depth, single_port=True)
+        return LaneMemory(m, key, elem_shape, self.lanes, depth, init=_rows(arr, self.lanes, words_per_row))
 
     @property
     def words_max(self) -> int:

@@ -37,7 +37,7 @@ from amaranth.lib import data
 
 from localsnn.golden.params import LayerParams
 from localsnn.rtl.common import LaneMemory
-from localsnn.rtl.layer import LayerBase, _rows, _sg, _times, _wire, build_clear, build_compact, build_live, make_live
+from localsnn.rtl.layer import LayerBase, _sg, _times, _wire, build_clear, build_compact, build_live, make_live
 from localsnn.rtl.fixed import fit, fmt_shape, narrow, shift_round
 from localsnn.rtl.lfsr import LFSR, shared_draw
 from localsnn.rtl.loop import Loop
@@ -55,6 +55,7 @@ class LIFLayer(LayerBase):
     """
 
     PHASES = ("FWD", "COMPACT", "CFWD", "LIVE", "CLIVE", "CDRAW", "BACKPROP", "CUPD", "HUPD", "CFTRACE", "FTRACE")
+    SPRAM_KEYS = ("w", "cw")
 
     def __init__(self, spec: NetworkSpec, index: int, lanes: int, params: LayerParams, regions: dict[str, int], ev_shape, ev_depth: int, lfsr_seeds: tuple[int, int], spram: bool = False) -> None:
         if spec.layers[index].neuron.model != "lif":
@@ -115,10 +116,10 @@ class LIFLayer(LayerBase):
         word_of = lambda v: v >> self.log2l  # noqa: E731
 
         # ---- memories ------------------------------------------------------------------------
-        wmem = self._weight_memory(m, fmt_shape(G.wfmt), self.params.w)
+        wmem = self._weight_memory(m, "w", fmt_shape(G.wfmt), self.params.w, WPR)
         umem = LaneMemory(m, "u", fmt_shape(nrn.potential), L, WPR)
         omem = LaneMemory(m, "o", unsigned(1), L, WPR)
-        cwmem = LaneMemory(m, "cw", fmt_shape(G.cfmt), L, N * CPR, init=_rows(self.params.clf_w, L, CPR))
+        cwmem = self._weight_memory(m, "cw", fmt_shape(G.cfmt), self.params.clf_w, CPR)
         cumem = LaneMemory(m, "cu", fmt_shape(cn.potential), L, CPR)
         comem = LaneMemory(m, "co", unsigned(1), L, CPR)
         spk, spk_rd_addr, spk_count, spk_base, spk_publish = self._spike_list(m)
@@ -135,7 +136,7 @@ class LIFLayer(LayerBase):
             T_ = G.tfmt
             tmax = self.spec.timesteps
             emem = LaneMemory(m, "e", fmt_shape(T_), L, self.fan_in * WPR, single_port=self.spram)  # FTRACE masks stale traces
-            cemem = LaneMemory(m, "ce", fmt_shape(T_), L, N * CPR)
+            cemem = LaneMemory(m, "ce", fmt_shape(T_), L, N * CPR, single_port=self.spram)
             fac_shape = signed(self._factor_bits())
             facmem = LaneMemory(m, "fac", fac_shape, L, WPR)
             cfacmem = LaneMemory(m, "cfac", fac_shape, L, CPR)
@@ -170,13 +171,13 @@ class LIFLayer(LayerBase):
         if learns:
             cdr = loop("cdraw", C, 1, C, 1)
             back = loop("back", N, CPR, N, CPR)
-            cupd = loop("cupd", spk_count, CPR, N, CPR)
+            cupd = loop("cupd", spk_count, CPR, N, CPR, throttle=self.spram)  # reads and writes cw
             hupd = loop("hupd", ev_count, WPR, self.fan_in, WPR, throttle=self.spram)  # reads and writes w
         if fell:
             lv = loop("live", ev_count, 1, self.fan_in, 1)
             clv = loop("clive", spk_count, 1, N, 1)
             ftr = loop("ftrace", n_live, WPR, self.fan_in, WPR, throttle=self.spram)  # reads and writes e, w
-            cftr = loop("cftrace", n_clive, CPR, N, CPR)
+            cftr = loop("cftrace", n_clive, CPR, N, CPR, throttle=self.spram)  # reads and writes ce, cw
             clr = loop("clear", n_live, 1, self.fan_in, 1)
             cclr = loop("cclear", n_clive, 1, N, 1)
 

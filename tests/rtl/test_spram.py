@@ -33,12 +33,13 @@ def test_spram_chip_learns_as_golden_after_the_host_writes_the_weights(rule, lan
     g = Golden(spec)
     net = Network(spec, lanes=lanes, params=g.params, spram=True)
     mm = net.memory_map()
-    assert [e["name"] for e in mm if e.get("host_init")] == ["layer0.w", "layer1.w"]
+    loaded = [f"layer{i}.{k}" for i in (0, 1) for k in (("w",) if rule == "decolle" else ("w", "clf_w"))]
+    assert [e["name"] for e in mm if e.get("host_init")] == loaded
 
     async def body(ctx):
         chip = AmaranthChip(ctx, net)
         assert (await chip.read(STATUS)) >> 1 & 1 == 1  # no weights yet
-        assert await load_host_init(chip, mm, g.params) == ["layer0.w", "layer1.w"]
+        assert await load_host_init(chip, mm, g.params) == loaded
         assert (await chip.read(STATUS)) >> 1 & 1 == 0
         return await check_samples(chip, spec, g.params, mm, _samples(g, 2), learn=True)
 
@@ -63,7 +64,8 @@ def test_spram_chip_without_weights_differs_from_golden():
 
 
 def test_read_modify_write_phases_take_twice_the_clocks_with_spram():
-    """HUPD reads and writes w: with one port it issues a word every other clock."""
+    """HUPD and CUPD read and write w and the classifier weights: with one port they issue a
+    word every other clock."""
     spec = matrix_spec("ell", "rate", "two")
     g = Golden(spec)
     phases = {}
@@ -78,20 +80,22 @@ def test_read_modify_write_phases_take_twice_the_clocks_with_spram():
         rep = run(net, body)
         phases[spram] = np.array(rep.phase_cycles)[:, 0, :]  # layer 0, per step, per phase
     names = list(net.layers[0].PHASES)
-    hupd, fwd = names.index("HUPD"), names.index("FWD")
+    fwd = names.index("FWD")
     assert (phases[True][:, fwd] == phases[False][:, fwd]).all()
-    busy = phases[False][:, hupd] > 0
-    assert busy.any()
-    # n pairs: n + 2 clocks on two ports (control and pipeline), 2n + 1 on one
-    n = phases[False][busy, hupd] - 2
-    assert (phases[True][busy, hupd] == 2 * n + 1).all(), (phases[False][busy, hupd], phases[True][busy, hupd])
+    for upd in (names.index("HUPD"), names.index("CUPD")):
+        busy = phases[False][:, upd] > 1  # a step without spikes: CUPD has no pair, 1 clock
+        assert busy.any()
+        assert (phases[True][~busy, upd] == phases[False][~busy, upd]).all()
+        # n pairs: n + 2 clocks on two ports (control and pipeline), 2n + 1 on one
+        n = phases[False][busy, upd] - 2
+        assert (phases[True][busy, upd] == 2 * n + 1).all(), (phases[False][busy, upd], phases[True][busy, upd])
 
 
 def test_verilog_has_no_initial_contents_for_the_spram_memories_only():
     spec = S.load("digits")
     text = rtlil.convert(Network(spec, lanes=1, spram=True), name="top", emit_src=False)
     stripped = strip_host_init(text)
-    assert text.count("$meminit_v2") - stripped.count("$meminit_v2") == 1  # layer0's w
+    assert text.count("$meminit_v2") - stripped.count("$meminit_v2") == 2  # layer0's w and clf_w
     assert 'attribute \\ram_style "huge"' in stripped
     plain = rtlil.convert(Network(spec, lanes=1), name="top", emit_src=False)
     assert strip_host_init(plain) == plain
