@@ -365,6 +365,14 @@ async def load_host_init(chip, memory_map: list[dict], params) -> list[str]:
     return names
 
 
+async def load_weights_if_missing(chip, memory_map: list[dict], params) -> list[str]:
+    """What ``localsnn board run`` does first: if the chip says it has no weights (STATUS bit 1:
+    a build with the weights in SPRAM, none written since reset), write ``params`` into the
+    memories ``memory_map`` marks ``host_init``; return their names ([] when it had them)."""
+    status = await chip.read(memory_map[0]["registers"]["STATUS"]["index"])
+    return await load_host_init(chip, memory_map, params) if status >> 1 & 1 else []
+
+
 def lfsr_stream_names(spec) -> list[str]:
     """The LFSR streams in register order (as ``localsnn.rtl.top.lfsr_names``)."""
     names = ["encode"]
@@ -483,9 +491,10 @@ def board_run(args, open_link=None) -> int:
             raise BridgeError(f"the board answered, but its ID register reads {ident:#x}, not 0x4c534e4e ('LSNN'): is the localsnn bitstream loaded?")
         if args.weights:
             await host.write_params(load_params(args.weights, spec))
-        elif (await host.read_register("STATUS")) >> 1 & 1:  # weights in SPRAM, none written yet
-            names = await load_host_init(host, Network(spec, lanes=args.lanes, spram=True).memory_map(), init_params(spec))
-            print(f"the bitstream keeps the weights in SPRAM, which starts empty: wrote the spec's initial weights into {', '.join(names)}")
+        else:
+            names = await load_weights_if_missing(host, Network(spec, lanes=args.lanes, spram=True).memory_map(), init_params(spec))
+            if names:
+                print(f"the bitstream keeps the weights in SPRAM, which starts empty: wrote the spec's initial weights into {', '.join(names)}")
         if args.lr_shift is not None:
             await host.set_lr_shift(args.lr_shift)
         for item in args.seed or []:
@@ -536,6 +545,7 @@ __all__ = [
     "io_widths",
     "lfsr_stream_names",
     "load_host_init",
+    "load_weights_if_missing",
     "run_samples",
     "write_region",
 ]

@@ -34,7 +34,7 @@ from localsnn.board import (
     BridgeError,
     Host,
     encode_request,
-    load_host_init,
+    load_weights_if_missing,
     run_samples,
 )
 
@@ -56,7 +56,8 @@ async def _host(dut, cfg, spec, params):
     line = SerialLine(dut, cfg["divisor"])
     await line.idle(4)
     host = Host(line, spec, cfg["memory_map"])
-    await load_host_init(host, cfg["memory_map"], params)  # a build with SPRAM starts without weights
+    loaded = await load_weights_if_missing(host, cfg["memory_map"], params)  # as 'board run' does
+    assert loaded == [e["name"] for e in cfg["memory_map"] if e.get("host_init")], loaded
     return line, host
 
 

@@ -16,7 +16,7 @@ import cocotb
 import numpy as np
 
 from localsnn import spec as specmod
-from localsnn.board import load_host_init
+from localsnn.board import load_weights_if_missing
 from localsnn.golden.params import load_params
 from localsnn.sim.drivers import BusMaster, StreamSink, StreamSource, reset, start_clock
 from localsnn.sim.harness import Mismatch, check_samples
@@ -59,7 +59,7 @@ async def cosim(dut):
     start_clock(dut)
     await reset(dut)
     chip = CocotbChip(dut, idle=cfg["idle"], stall=cfg["stall"], seed=cfg["seed"])
-    await load_host_init(chip, cfg["memory_map"], rtl_params)
+    await load_weights_if_missing(chip, cfg["memory_map"], rtl_params)
     report = None
     error = None
     done = []
