@@ -363,7 +363,7 @@ def _build(spec: NetworkSpec, b: Board, out: Path, *, lanes: int, params, target
                     options["dsp_fallback"] = retry
                     stages[stage] += _run_stage(argv, work, env, stage + " without -dsp", progress, log)
         except _StageFailed as err:
-            _fail(b, tool, err.rc, work, log)
+            _fail(b, tool, err.rc, work, log, spram)
     for src, dst in ((f"{NAME}.rpt", files["yosys_log"]), (f"{NAME}.tim", files["nextpnr_log"]), (f"{NAME}.report.json", files["nextpnr_report"]), (files["bitstream"], files["bitstream"])):
         shutil.copyfile(work / src, out / dst)
 
@@ -409,14 +409,16 @@ def _store(cdir: Path, out: Path, files: dict[str, str]) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _fail(b: Board, tool: str, rc: int, work: Path, out_log: Path) -> None:
+def _fail(b: Board, tool: str, rc: int, work: Path, out_log: Path, spram: str = "auto") -> None:
     if tool.startswith("nextpnr"):
         log = work / f"{NAME}.tim"
         text = (log.read_text(errors="replace") if log.is_file() else "") + "\n" + (out_log.read_text(errors="replace") if out_log.is_file() else "")
         util = parse_utilisation_log(text)
         over = overflowing(util)
         if over:
-            raise DoesNotFitError(b.name, b.device, over, util)
+            short_of_bram = any(r == "ICESTORM_RAM" for r, _, _ in over)
+            hint = "--spram on puts the weights into the device's SPRAM" if short_of_bram and spram == "off" and has_spram(b) else ""
+            raise DoesNotFitError(b.name, b.device, over, util, hint=hint)
         raise BuildError(f"{tool} failed (exit status {rc}); log {log}:\n{_tail(log if log.is_file() else out_log)}")
     log = work / f"{NAME}.rpt"
     raise BuildError(f"{tool} failed (exit status {rc}); log {log if log.is_file() else out_log}:\n{_tail(log if log.is_file() else out_log)}")

@@ -40,7 +40,7 @@ HIDDEN = ("GSR",)
 class DoesNotFitError(LocalsnnError):
     """The design needs more of a resource than the device has."""
 
-    def __init__(self, board: str, device: str, over: list[tuple[str, int, int]], util: dict[str, tuple[int, int]] | None = None, source: str = "nextpnr") -> None:
+    def __init__(self, board: str, device: str, over: list[tuple[str, int, int]], util: dict[str, tuple[int, int]] | None = None, source: str = "nextpnr", hint: str = "") -> None:
         self.board = board
         self.device = device
         self.over = over  # (resource, needed, available)
@@ -49,7 +49,7 @@ class DoesNotFitError(LocalsnnError):
         least = "at least " if source == "yosys" else ""
         parts = [f"{label(r)} [{r}]: needs {least}{n}, the {device} has {a}" + (f" ({n / a:.1f}x)" if a else "") for r, n, a in over]
         how = " (counted by Yosys after synthesis: every LUT4 takes a logic cell)" if source == "yosys" else " (counted by nextpnr after packing)"
-        super().__init__(f"the design does not fit the {board} ({device}): " + "; ".join(parts) + how)
+        super().__init__(f"the design does not fit the {board} ({device}): " + "; ".join(parts) + how + (f"; {hint}" if hint else ""))
 
 
 class BuildError(LocalsnnError):

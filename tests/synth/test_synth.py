@@ -139,6 +139,19 @@ def test_spram_choices_and_the_block_ram_check(tmp_path, cache):
                 flow._bram_check(board, tmp_path, mode)
 
 
+def test_block_ram_overflow_with_spram_off_suggests_spram(tmp_path):
+    from localsnn.synth import flow
+
+    (tmp_path / f"{flow.NAME}.tim").write_text(NEXTPNR_LOG)
+    ice, stick = resolve_board("icebreaker"), resolve_board("icestick")
+    hints = {}
+    for board, mode in ((ice, "off"), (ice, "on"), (stick, "off")):
+        with pytest.raises(DoesNotFitError) as err:
+            flow._fail(board, "nextpnr-ice40", 1, tmp_path, tmp_path / "out.log", mode)
+        hints[(board.name, mode)] = "--spram on puts the weights" in str(err.value)
+    assert hints == {("icebreaker", "off"): True, ("icebreaker", "on"): False, ("icestick", "off"): False}
+
+
 def test_design_too_big_for_icestick_names_resource_and_numbers(tmp_path, cache, capsys):
     f = tmp_path / "small.toml"
     f.write_text(S.dumps(small_spec()))
@@ -224,6 +237,7 @@ def test_parsers():
     assert overflowing(util) == [("ICESTORM_LC", 3880, 1280), ("ICESTORM_RAM", 18, 16)]
     err = DoesNotFitError("icestick", "iCE40HX1K", overflowing(util), util)
     assert "needs 3880, the iCE40HX1K has 1280" in str(err) and "block RAM" in str(err) and "needs 18" in str(err)
+    assert "spram" not in str(err)
     stat = json.dumps({"design": {"num_cells_by_type": {"$scopeinfo": 3, "SB_LUT4": 10, "SB_DFF": 3, "SB_DFFE": 4, "SB_CARRY": 2}}})
     cells = yosys_cells(stat)
     assert cells == {"SB_LUT4": 10, "SB_DFF": 3, "SB_DFFE": 4, "SB_CARRY": 2}
