@@ -99,6 +99,29 @@ def narrow(v, s: int, fmt: FixedFormat, rand=None):
     return fit(shift_round(v, s, fmt.rounding, rand), fmt)
 
 
+class IntTypes:
+    """The integer types the golden model computes with.
+
+    ``IntTypes()`` (the default, fast): every intermediate gets the narrowest numpy type that
+    the spec's formats prove it fits, :func:`work_dtype` of its bit count (no assumed bounds:
+    each bit count is derived from the formats where the value is formed).
+    ``IntTypes(exact=True)``: every array holds Python integers (``dtype=object``), which never
+    overflow; slow, and the reference the fast types are tested against.
+    """
+
+    def __init__(self, exact: bool = False) -> None:
+        self.exact = exact
+        #: the type of values bounded by the spec's 62-bit work-width check
+        self.wide = object if exact else np.int64
+
+    def of(self, bits: int):
+        """The type of an intermediate whose magnitude needs ``bits`` bits (sign included)."""
+        return object if self.exact else work_dtype(bits)
+
+    def __repr__(self) -> str:
+        return f"IntTypes(exact={self.exact})"
+
+
 def work_dtype(bits: int):
     """The numpy dtype for intermediates whose magnitude needs ``bits`` bits (sign included)."""
     if bits <= 31:

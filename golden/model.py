@@ -54,7 +54,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from localsnn.golden.encode import Encoder, quantize_pixels
-from localsnn.golden.fixed import fit, narrow, shift_round, shift_round_inplace
+from localsnn.golden.fixed import IntTypes, bits_of, fit, narrow, shift_round, shift_round_inplace
 from localsnn.golden.lfsr import LFSR
 from localsnn.golden.params import Params, check_params, init_params
 from localsnn.spec import Decay, FixedFormat, NetworkSpec
@@ -81,7 +81,7 @@ def leak_complement(v, decay: Decay, rounding: str):
 def surrogate(u, theta: int, table: np.ndarray, index_shift: int):
     """``lut[|u - theta| >> index_shift]``, 0 beyond the table."""
     idx = np.abs(u - theta) >> index_shift
-    return np.where(idx < len(table), table[np.minimum(idx, len(table) - 1)], 0)
+    return np.where(idx < len(table), table[np.minimum(idx, len(table) - 1).astype(np.int64)], 0)
 
 
 @dataclass(frozen=True)
@@ -96,11 +96,10 @@ class _Neurons:
     current_bits: int  # signed width of the largest synaptic current, in potential units
 
     @property
-    def dtype(self):
-        """int32 where ``D(u - theta o) + I`` provably fits, else int64 (batched path)."""
+    def bits(self) -> int:
+        """Signed width of ``D(u - theta o) + I`` (the batched path's integer type)."""
         mult = self.decay.multiplier.bit_length() if self.decay.mode == "multiply" else 0
-        bits = max(self.potential.width + 1 + mult, self.current_bits) + 1
-        return np.int32 if bits <= 31 else np.int64
+        return max(self.potential.width + 1 + mult, self.current_bits) + 1
 
     def integrate(self, u, o, current):
         """Eq. 2-3: ``u = fit_U(D(u - theta o) + I)``, ``o = [u >= theta]``. Returns (u, o, overflows)."""
@@ -115,8 +114,9 @@ class _Neurons:
 class _Layer:
     """Constants of hidden layer ``index`` and its classifier, derived from the spec."""
 
-    def __init__(self, spec: NetworkSpec, index: int) -> None:
+    def __init__(self, spec: NetworkSpec, index: int, ints: IntTypes | None = None) -> None:
         self.index = index
+        self.ints = ints = ints if ints is not None else IntTypes()
         ls = spec.layers[index]
         self.spec = ls
         self.size = ls.size
@@ -124,8 +124,12 @@ class _Layer:
         self.classes = spec.classes
         self.model = ls.neuron.model
         self.x_max, self.in_frac = spec.input_format(index)
+        #: the raw input is multi-bit pixels (direct encoding into the first layer), not spikes:
+        #: decided by the encoding, never by the pixels' format (integer pixels, frac 0, are
+        #: still values, not spikes of value 1)
+        self.pixel_input = index == 0 and not spec.encoding.binary
         # fractional bits of the raw input values (pixels, or 0 for spikes)
-        self.raw_frac = spec.encoding.format.frac if index == 0 and not spec.encoding.binary else 0
+        self.raw_frac = spec.encoding.format.frac if self.pixel_input else 0
         self.wfmt = ls.weight
         lrn = spec.learning
         self.rule = lrn.rule
@@ -133,7 +137,7 @@ class _Layer:
         self.tfmt = lrn.trace
         sur = lrn.surrogate
         self.f_s = sur.format.frac
-        table = np.array(sur.table, dtype=np.int64)
+        table = np.array(sur.table, dtype=ints.wide)
         n = ls.neuron
         self.cur_shift = ls.weight.frac + self.in_frac - n.potential.frac
         self.neurons = _Neurons(n.threshold_int, n.alpha, n.potential, table, n.potential.frac - sur.step_frac, ls.accumulator - self.cur_shift)
@@ -155,15 +159,24 @@ class _Layer:
         shifts = spec.update_shifts()
         self.shift = shifts.get(f"{index}")
         self.clf_shift = shifts.get(f"{index}.clf")
-        # dtype of the per-synapse products -delta * pre (plus the random addend): int32 where
-        # the spec's formats prove it is enough
+        # type of the per-synapse products -delta * pre plus the rounding addend (up to 2**s
+        # for an update shift s): derived from the formats and the shifts
         if self.rule == "fell":
             pre_bits = self.tfmt.width
         elif self.model == "decolle":
             pre_bits = self.pfmt.width + 1
         else:
             pre_bits = self.x_max.bit_length() + 1
-        self.upd_dtype = np.int32 if self.efmt.width + pre_bits + 1 <= 31 else np.int64
+        prod = self.efmt.width + pre_bits + 1
+        sh = self.shift or 0
+        # v + 2**(s-1) (nearest) or v + (r mod 2**s) (stochastic) for |v| < 2**(prod-1)
+        addend = {"floor": prod, "nearest": max(prod, sh) + 1, "stochastic": max(prod + 1, sh + 2)}[self.wfmt.rounding]
+        # (only a learning layer forms them; the spec checks their widths only then)
+        self.upd_dtype = ints.of(max(prod, addend)) if self.shift is not None else ints.wide
+        if self.rule == "fell":
+            # FELL's trace products e * c: |c| is bounded by the spec's fell_factor_bound (it
+            # grows with theta * lut_max), plus the rounding addend 2**(f_T - 1)
+            self.trace_dtypes = tuple(ints.of(self.tfmt.width + bits_of(spec.fell_factor_bound(nrn)) + 1) for nrn in (n, clf.neuron))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,15 +247,17 @@ class Golden:
     which gives exactly the same spikes, only faster.
     """
 
-    def __init__(self, spec: NetworkSpec, params: Params | None = None) -> None:
+    def __init__(self, spec: NetworkSpec, params: Params | None = None, *, exact: bool = False) -> None:
         self.spec = spec
         self.params = params if params is not None else init_params(spec)
         check_params(spec, self.params)
+        #: the integer types (``exact``: Python integers everywhere, the reference of the fast ones)
+        self.ints = ints = IntTypes(exact)
         for ls, lp in zip(spec.layers, self.params.layers):  # int32 storage where the format fits it
             fmts = {"w": ls.weight, "bias": ls.weight, "clf_w": ls.classifier.weight, "feedback": ls.classifier.feedback}
             for name, arr in lp.arrays().items():
-                setattr(lp, name, arr.astype(np.int32 if fmts[name].width <= 31 else np.int64, copy=False))
-        self.layers = [_Layer(spec, i) for i in range(len(spec.layers))]
+                setattr(lp, name, arr.astype(ints.of(fmts[name].width), copy=False))
+        self.layers = [_Layer(spec, i, ints) for i in range(len(spec.layers))]
         self.counters = new_counters(len(self.layers))
         self.seed()
 
@@ -296,13 +311,13 @@ class Golden:
         x = np.asarray(x, dtype=np.int64)
         if x.shape != (spec.inputs,):
             raise ValueError(f"a sample has {spec.inputs} inputs; got shape {x.shape}")
-        inputs = self.encoder.sample_inputs(x)
+        inputs = self.encoder.sample_inputs(x).astype(self.ints.wide)
         states = [self._new_state(L, lp) for L, lp in zip(self.layers, self.params.layers)]
         counters = new_counters(nl)
         recs = [self._new_record(L, T) for L in self.layers] if record else None
         weights = [] if record_weights else None
         step_counters = [] if record else None
-        counts = [np.zeros(spec.classes, dtype=np.int64) for _ in self.layers]
+        counts = [_zeros(spec.classes, self.ints.wide) for _ in self.layers]
         for t in range(T):
             inp = inputs[t]
             for i, L in enumerate(self.layers):
@@ -359,17 +374,21 @@ class Golden:
         }
 
     def _new_state(self, L: _Layer, lp) -> dict:
-        z = np.zeros
-        st = {"u": z(L.size, dtype=np.int64), "o": z(L.size, dtype=np.int64)}
+        wide = self.ints.wide
+
+        def z(n):
+            return _zeros(n, wide)
+
+        st = {"u": z(L.size), "o": z(L.size)}
         st["view"] = _RowView(lp.w, cache=True)
         st["cview"] = _RowView(lp.clf_w, cache=False)
         if L.clf_kind == "spiking":
-            st["cu"] = z(L.classes, dtype=np.int64)
-            st["co"] = z(L.classes, dtype=np.int64)
+            st["cu"] = z(L.classes)
+            st["co"] = z(L.classes)
         if L.model == "decolle":
-            st["P"] = z(L.fan_in, dtype=np.int64)
-            st["Q"] = z(L.fan_in, dtype=np.int64)
-            st["R"] = z(L.size, dtype=np.int64)
+            st["P"] = z(L.fan_in)
+            st["Q"] = z(L.fan_in)
+            st["R"] = z(L.size)
         return st
 
     # .. learning helpers ......................................................................
@@ -378,7 +397,7 @@ class Golden:
         """One draw per postsynaptic neuron for stochastic rounding, else None."""
         if fmt.rounding != "stochastic":
             return None
-        return self.streams[name].draws(n).astype(np.int64)
+        return self.streams[name].draws(n).astype(self.ints.wide)
 
     def _update_block(self, view: "_RowView", rows, raw, shift, fmt, rand, c, kind):
         """``w[rows] = fit_W(w[rows] + R_W(raw, shift))`` with the per-neuron random words
@@ -410,7 +429,7 @@ class Golden:
             return
         acc = st.get(key)
         if acc is None:
-            acc = st[key] = np.zeros(view.w.shape, dtype=np.int64)
+            acc = st[key] = _zeros(view.w.shape, self.ints.wide)
         if raw is not None and len(rows):
             acc[rows] += raw
         if apply_now:
@@ -440,7 +459,7 @@ class Golden:
         c["spikes"] += int(o.sum())
         # forward, classifier (binary input o)
         srows = np.flatnonzero(o)
-        cacc = cview.w[srows].sum(axis=0, dtype=np.int64)
+        cacc = cview.w[srows].astype(self.ints.wide).sum(axis=0) if len(srows) else _zeros(L.classes, self.ints.wide)
         ccur = shift_round(cacc, L.clf_cur_shift, cn.potential.rounding)
         cu, co, over = cn.integrate(st["cu"], st["co"], ccur)
         c["overflow_clf_potential"] += over
@@ -450,7 +469,7 @@ class Golden:
         if learn:
             crand = self._rand(f"round:{L.index}.clf", L.classes, L.cfmt) if apply_now else None
             rand = self._rand(f"round:{L.index}", L.size, L.wfmt) if apply_now else None
-            y = np.zeros(L.classes, dtype=np.int64)
+            y = _zeros(L.classes, self.ints.wide)
             y[int(label)] = 1
             # delta^a_k = (o^a_k - y_k) * sigma'(u^a_k)       (eq. 4, 5, 7)
             da = (co - y) * cn.sg(cu)
@@ -459,14 +478,14 @@ class Golden:
             if da.any():
                 c["error_steps"] += 1
                 # delta^l_i = sigma'(u_i) * sum_k w^a_ik delta^a_k  (eq. 6: du^a/do^l = w^a)
-                g = cview.w.astype(np.int64) @ da
+                g = cview.w.astype(self.ints.wide) @ da
                 dl, over = narrow(g * nrn.sg(u), L.cfmt.frac + 2 * L.f_s - L.efmt.frac, L.efmt)
                 c["overflow_error"] += over
                 dl = dl.astype(L.upd_dtype)
                 if L.rule == "ell":
                     # dw^a_ik = -eta delta^a_k o^l_i ; dw_ji = -eta delta^l_i x_j
                     crows, craw = srows, -da
-                    raw = -dl if L.raw_frac == 0 else np.multiply.outer(vals.astype(L.upd_dtype), -dl)
+                    raw = -dl if not L.pixel_input else np.multiply.outer(vals.astype(L.upd_dtype), -dl)
                 else:
                     # FELL: the presynaptic term is the eligibility trace (eq. 13, 14)
                     crows, craw = st["ce"].rows, st["ce"].e * -da[None, :]
@@ -486,10 +505,10 @@ class Golden:
     def _fell_traces(self, L: _Layer, st, rows, vals, srows, c_l, c_a, c):
         """Eq. 12: ``e[t] = R_T(e[t-1] * c, f_T) + x[t]`` for the layer and its classifier."""
         if "e" not in st:
-            st["e"] = _Traces(L.fan_in, L.size, L.upd_dtype)
-            st["ce"] = _Traces(L.size, L.classes, np.int64)
+            st["e"] = _Traces(L.fan_in, L.size, L.upd_dtype, L.trace_dtypes[0])
+            st["ce"] = _Traces(L.size, L.classes, self.ints.wide, L.trace_dtypes[1])
         c["overflow_trace"] += st["e"].step(c_l, rows, vals << (L.tfmt.frac - L.raw_frac), L.tfmt)
-        c["overflow_trace"] += st["ce"].step(c_a, srows, np.full(len(srows), 1 << L.tfmt.frac), L.tfmt)
+        c["overflow_trace"] += st["ce"].step(c_a, srows, np.full(len(srows), 1 << L.tfmt.frac, dtype=np.int64).astype(self.ints.wide), L.tfmt)
 
     # .. DECOLLE layer with a random readout ...................................................
 
@@ -500,21 +519,21 @@ class Golden:
         c["input_events"] += len(rows)
         c["synaptic_ops"] += len(rows) * L.size
         # U = R_U(sum_j W_ji P_j + b_i 2**f_p, f_w + f_p - f_u) - R_U(rho R_i, f_p)   (eq. 4)
-        acc = _weighted_rows(st["view"].rows(rows), P[rows], L.wfmt.max_abs) + lp.bias.astype(np.int64) * L.one_p
+        acc = _weighted_rows(st["view"].rows(rows), P[rows], L.wfmt.max_abs) + lp.bias.astype(self.ints.wide) * L.one_p
         v = shift_round(acc, L.cur_shift, nrn.potential.rounding) - shift_round(L.rho * R, L.f_p, nrn.potential.rounding)
         U, over = fit(v, nrn.potential)
         c["overflow_potential"] += over
-        S = (U >= nrn.theta).astype(np.int64)
+        S = (U >= nrn.theta).astype(np.int64).astype(self.ints.wide)
         c["spikes"] += int(S.sum())
         # Y = G S   (random readout, eq. 8)
-        Y = lp.clf_w[np.flatnonzero(S)].sum(axis=0, dtype=np.int64)
+        Y = lp.clf_w[np.flatnonzero(S)].astype(self.ints.wide).sum(axis=0) if S.any() else _zeros(L.classes, self.ints.wide)
         if learn:
             c["error_steps"] += 1  # the DECOLLE error is formed (and used) at every learning step
             rand = self._rand(f"round:{L.index}", L.size, L.wfmt) if apply_now else None
-            target = np.zeros(L.classes, dtype=np.int64)
+            target = _zeros(L.classes, self.ints.wide)
             target[int(label)] = 1 << L.cfmt.frac
             # error_i = sum_k H_ik (Y_k - Yhat_k); delta_i = error_i * sigma'(U_i)   (eq. 8)
-            err = lp.feedback.astype(np.int64) @ (Y - target)
+            err = lp.feedback.astype(self.ints.wide) @ (Y - target)
             d, over = narrow(err * nrn.sg(U), L.hfmt.frac + L.cfmt.frac + L.f_s - L.efmt.frac, L.efmt)
             c["overflow_error"] += over
             # dW_ji = -eta delta_i P_j ; the bias is a weight on a constant P = 1.0
@@ -523,7 +542,7 @@ class Golden:
             self._learn_bias(L, lp, st, d, rand, apply_now, c)
         # traces for the next step: Q <- Q + (1-beta)(S_in - Q); P <- P + (1-alpha)(Q - P); R likewise
         rnd = L.pfmt.rounding
-        x = inp.astype(np.int64) << (L.f_p - L.raw_frac)
+        x = inp.astype(self.ints.wide) << (L.f_p - L.raw_frac)
         Pn, o1 = fit(P + leak_complement(Q - P, nrn.decay, rnd), L.pfmt)
         Qn, o2 = fit(Q + leak_complement(x - Q, L.beta, rnd), L.pfmt)
         Rn, o3 = fit(R + leak_complement(S * L.one_p - R, L.gamma, rnd), L.pfmt)
@@ -535,7 +554,7 @@ class Golden:
         raw = -(d * L.one_p)
         fmt = L.wfmt
         if self.spec.learning.accumulate > 1:
-            acc = st.setdefault("bacc", np.zeros(L.size, dtype=np.int64))
+            acc = st.setdefault("bacc", _zeros(L.size, self.ints.wide))
             acc += raw
             if not apply_now:
                 return
@@ -544,7 +563,7 @@ class Golden:
         # the bias shares its neuron's random word of this step with the neuron's weights
         db = shift_round(raw, L.shift, fmt.rounding, rand)
         if np.any(db):
-            b, over = fit(lp.bias.astype(np.int64) + db, fmt)
+            b, over = fit(lp.bias.astype(self.ints.wide) + db, fmt)
             lp.bias[:] = b
             c["updates"] += int(np.count_nonzero(db))
             c["overflow_weight"] += over
@@ -571,9 +590,9 @@ class Golden:
             last = i == len(self.layers) - 1
             spikes = np.zeros((B, T, L.size), dtype=np.int8)
             nrn = L.neurons
-            dt = nrn.dtype
+            dt = self.ints.of(nrn.bits)
             if L.model == "lif":
-                u = np.zeros((B, L.size), dtype=dt)
+                u = _zeros((B, L.size), dt)
                 o = np.zeros_like(u)
                 const = None
                 if i == 0 and direct:  # the input current is the same at every step
@@ -585,25 +604,26 @@ class Golden:
                 # the classifier sees o[t] at step t whatever its own state: all steps in one product
                 cn = L.clf_neurons
                 ccur = shift_round(_matmul(spikes.reshape(B * T, L.size), lp.clf_w, L.cfmt.max_abs), L.clf_cur_shift, cn.potential.rounding)
-                ccur = ccur.reshape(B, T, L.classes).astype(cn.dtype)
-                cu = np.zeros((B, L.classes), dtype=cn.dtype)
+                cdt = self.ints.of(cn.bits)
+                ccur = ccur.reshape(B, T, L.classes).astype(cdt)
+                cu = _zeros((B, L.classes), cdt)
                 co = np.zeros_like(cu)
-                counts = np.zeros((B, L.classes), dtype=np.int64)
+                counts = _zeros((B, L.classes), self.ints.wide)
                 for t in range(T):
                     cu, co, _ = cn.integrate(cu, co, ccur[:, t])
                     counts += co
             else:
-                P = np.zeros((B, L.fan_in), dtype=np.int64)
-                Q = np.zeros_like(P)
-                R = np.zeros((B, L.size), dtype=np.int64)
+                P = _zeros((B, L.fan_in), self.ints.wide)
+                Q = P.copy()
+                R = _zeros((B, L.size), self.ints.wide)
                 rnd = L.pfmt.rounding
-                bias = lp.bias.astype(np.int64) * L.one_p
+                bias = lp.bias.astype(self.ints.wide) * L.one_p
                 for t in range(T):
                     acc = _matmul(P, lp.w, L.wfmt.max_abs) + bias
                     v = shift_round(acc, L.cur_shift, nrn.potential.rounding) - shift_round(L.rho * R, L.f_p, nrn.potential.rounding)
                     U, _ = fit(v, nrn.potential)
-                    S = (U >= nrn.theta).astype(np.int64)
-                    x = seq[:, t].astype(np.int64) << (L.f_p - L.raw_frac)
+                    S = (U >= nrn.theta).astype(np.int64).astype(self.ints.wide)
+                    x = seq[:, t].astype(self.ints.wide) << (L.f_p - L.raw_frac)
                     P, Q, R = (
                         fit(P + leak_complement(Q - P, nrn.decay, rnd), L.pfmt)[0],
                         fit(Q + leak_complement(x - Q, L.beta, rnd), L.pfmt)[0],
@@ -617,13 +637,25 @@ class Golden:
         return np.stack(result)
 
 
+def _zeros(shape, dtype) -> np.ndarray:
+    """Zeros of ``dtype``; for ``object`` (exact integers) they are Python ints."""
+    return np.zeros(shape, dtype=np.int64).astype(dtype, copy=False)
+
+
 def _exact_dtype(max_abs_sum: int):
-    """int32 when every partial sum provably fits it, else int64."""
+    """int32 when every partial sum provably fits it, else int64 (the spec's accumulator
+    check proves the worst case fits 63 bits)."""
     return np.int32 if max_abs_sum < (1 << 31) else np.int64
 
 
 def _weighted_rows(block: np.ndarray, vals: np.ndarray, w_max: int) -> np.ndarray:
-    """``sum_j vals_j * block[j]`` exactly (``|block| <= w_max``), as int64."""
+    """``sum_j vals_j * block[j]`` exactly (``|block| <= w_max``), as int64 (or as Python
+    integers where ``block`` holds them)."""
+    if block.dtype == object or vals.dtype == object:
+        out = _zeros(block.shape[1], object)
+        for v, row in zip(vals, block):
+            out = out + int(v) * row.astype(object)
+        return out
     if len(vals) == 0:
         return np.zeros(block.shape[1], dtype=np.int64)
     if vals.min() == 1 and vals.max() == 1:
@@ -635,7 +667,9 @@ def _weighted_rows(block: np.ndarray, vals: np.ndarray, w_max: int) -> np.ndarra
 
 def _matmul(x: np.ndarray, w: np.ndarray, w_max: int) -> np.ndarray:
     """Exact integer ``x @ w`` (``|w| <= w_max``; x sparse in practice: spikes, pixels,
-    traces), as int64."""
+    traces), as int64 (or as Python integers where either holds them)."""
+    if x.dtype == object or w.dtype == object:
+        return x.astype(object) @ w.astype(object)
     dt = _exact_dtype(int(np.abs(x).sum(axis=1).max(initial=0)) * w_max)
     xs = sp.csr_matrix(x.astype(dt, copy=False))
     return np.asarray(xs @ w.astype(dt, copy=False), dtype=np.int64)
@@ -646,10 +680,11 @@ class _Traces:
     sample, in order of first activity; every other row's trace is 0 and stays 0
     (``e = R(0 * c) + 0``), so it is not stored."""
 
-    def __init__(self, n_rows: int, cols: int, dtype) -> None:
+    def __init__(self, n_rows: int, cols: int, dtype, work_dtype) -> None:
         self.rows = np.zeros(0, dtype=np.int64)
         self.e = np.zeros((0, cols), dtype=dtype)
         self._pos = np.full(n_rows, -1, dtype=np.int64)
+        self.work_dtype = work_dtype  # of e * c (see _Layer.trace_dtypes)
 
     def step(self, factor: np.ndarray, new_rows: np.ndarray, new_vals: np.ndarray, fmt: FixedFormat) -> int:
         """``e = fit_T(R_T(e * factor, f_T) + x)`` with ``x`` (already in trace units) on
@@ -658,8 +693,8 @@ class _Traces:
         if len(fresh):
             self._pos[fresh] = len(self.rows) + np.arange(len(fresh))
             self.rows = np.concatenate([self.rows, fresh])
-            self.e = np.concatenate([self.e, np.zeros((len(fresh), self.e.shape[1]), dtype=self.e.dtype)])
-        dt = np.int32 if fmt.width + fmt.frac + 2 <= 31 else np.int64
+            self.e = np.concatenate([self.e, np.zeros((len(fresh), self.e.shape[1]), dtype=np.int64).astype(self.e.dtype)])
+        dt = self.work_dtype
         e = self.e.astype(dt, copy=False)  # worked on in place
         e *= factor.astype(dt)[None, :]
         shift_round_inplace(e, fmt.frac, fmt.rounding)

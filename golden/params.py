@@ -78,16 +78,23 @@ def sign_concordant_feedback(g: np.ndarray, g_fmt: FixedFormat, h_fmt: FixedForm
     ``omega`` is made of integers only: ``z = sum of 12 uniform 16-bit draws - 6 * 2**16``
     (Irwin-Hall, approximately N(0, 1) in Q16), ``omega = 2**16 + (z * SQRT_HALF_Q16 >> 16)``,
     clipped at 0; ``H = (G * omega) >> (16 + g.frac - h.frac)`` rounded and saturated into
-    ``h_fmt``.
+    ``h_fmt``. A 16-bit draw is the top 16 bits of an LFSR draw (``draw >> (width - 16)``); an
+    LFSR narrower than 16 bits gives its draw scaled up, ``draw << (16 - width)`` (uniform over
+    the multiples of ``2**(16 - width)``, the same mean and nearly the same variance). The
+    product ``G * omega`` is formed in Python integers (``G`` may be up to 62 bits wide).
     """
     from localsnn.golden.fixed import narrow
 
     n = g.size
-    u = (lfsr.draws(12 * n) >> np.uint64(lfsr.width - 16)).astype(np.int64).reshape(n, 12)
-    z = u.sum(axis=1) - 6 * (1 << 16)
+    draws = lfsr.draws(12 * n)
+    if lfsr.width >= 16:
+        u16 = draws >> np.uint64(lfsr.width - 16)
+    else:
+        u16 = draws << np.uint64(16 - lfsr.width)
+    z = u16.astype(np.int64).reshape(n, 12).sum(axis=1) - 6 * (1 << 16)
     omega = np.maximum((1 << 16) + ((z * SQRT_HALF_Q16) >> 16), 0).reshape(g.shape)
-    h, _ = narrow(g.astype(np.int64) * omega, 16 + g_fmt.frac - h_fmt.frac, h_fmt)
-    return h
+    h, _ = narrow(g.astype(object) * omega.astype(object), 16 + g_fmt.frac - h_fmt.frac, h_fmt)
+    return h.astype(np.int64)
 
 
 def init_params(spec: NetworkSpec) -> Params:

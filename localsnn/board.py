@@ -57,6 +57,51 @@ MIN_PAYLOAD = 256
 #: register-bus address layout (as localsnn.rtl.common): addr = region << INDEX_BITS | index
 INDEX_BITS = 22
 STEP, DECISION = 0, 1
+#: data width of the register bus: every value the host reads or writes is one such word
+BUS_DATA_BITS = 32
+
+
+def chip_problems(spec, lanes: int = 1) -> list:
+    """What of ``spec`` the chip does not implement, as :class:`~localsnn.errors.SpecError` objects
+    naming the field and the reason (empty: the RTL builds it and equals golden).
+
+    The golden model and the float trainer take every valid spec; the chip also needs
+    ``learning.accumulate = 1`` (it applies every update at the end of its step), every value
+    the host reads or writes over the register bus at most :data:`BUS_DATA_BITS` bits wide,
+    and every memory small enough for the bus's ``INDEX_BITS``-bit element index.
+    """
+    from localsnn.errors import SpecError
+
+    out = []
+    if spec.learning.accumulate != 1:
+        out.append(SpecError("learning.accumulate", f"{spec.learning.accumulate}: the chip applies every weight change at the end of its step; allowed for the RTL: 1 (golden and the float model also take 2 to timesteps)"))
+    wide = []
+    if spec.learning.rule == "fell":
+        wide.append(("learning.trace", spec.learning.trace.width))
+    for i, layer in enumerate(spec.layers):
+        where = f"layers[{i}]"
+        wide += [(f"{where}.weight", layer.weight.width), (f"{where}.neuron.potential", layer.neuron.potential.width), (f"{where}.classifier.weight", layer.classifier.weight.width)]
+        if layer.classifier.kind == "spiking":
+            wide.append((f"{where}.classifier.neuron.potential", layer.classifier.neuron.potential.width))
+        else:
+            wide += [(f"{where}.classifier.feedback", layer.classifier.feedback.width), (f"{where}.classifier.accumulator", layer.classifier.accumulator)]
+        if layer.neuron.model == "decolle":
+            wide.append((f"{where}.neuron.trace", layer.neuron.trace.width))
+        words = -(-layer.size // lanes) * lanes
+        for name, rows, cols in (("weights", spec.fan_in(i), words), ("classifier weights", layer.size, -(-spec.classes // lanes) * lanes)):
+            if rows * cols > 1 << INDEX_BITS:
+                out.append(SpecError(f"{where}.size", f"{layer.size}: the layer's {name} ({rows} x {cols} elements at {lanes} lanes) exceed the register bus's {1 << INDEX_BITS} elements per memory"))
+    for field, bits in wide:
+        if bits > BUS_DATA_BITS:
+            out.append(SpecError(field, f"{bits} bits is wider than the chip's {BUS_DATA_BITS}-bit register bus, through which the host reads and writes it; allowed for the RTL: up to {BUS_DATA_BITS} bits (golden takes up to 64)"))
+    return out
+
+
+def check_chip(spec, lanes: int = 1) -> None:
+    """Raise the first of :func:`chip_problems` (a SpecError), if any."""
+    problems = chip_problems(spec, lanes)
+    if problems:
+        raise problems[0]
 
 
 def crc8(data: bytes, crc: int = 0) -> int:

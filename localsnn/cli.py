@@ -82,7 +82,16 @@ def cmd_spec(args: argparse.Namespace) -> int:
         raise LocalsnnError(f"'localsnn spec {args.action}' needs a spec FILE (or one of: {', '.join(specmod.builtin_specs())})")
     s = specmod.load(args.file)
     if args.action == "check":
-        print(f"ok: {specmod.resolve(args.file)} is a valid spec ({s.name})")
+        from localsnn.board import chip_problems
+
+        problems = chip_problems(s)
+        if not problems:
+            print(f"ok: {specmod.resolve(args.file)} is a valid spec ({s.name}): golden, the float model and the chip (RTL) all implement it")
+            return 0
+        print(f"{specmod.resolve(args.file)} is a valid spec ({s.name}) for golden and the float model, but the chip (RTL) does not implement it:")
+        for err in problems:
+            print(f"  {err}")
+        return 1
     else:
         print(describe_spec(s))
     return 0

@@ -319,8 +319,9 @@ class NeuronSpec:
 class InitSpec:
     """Seeded random initial weights: integers uniform in ``[-round(scale*2**frac), +...]``.
 
-    ``scale`` is in real units of the weight; with ``scale <= 0`` the fan-in rule
-    ``gain / sqrt(fan_in)`` is used instead.
+    ``scale`` is in real units of the weight; ``scale = 0`` (the default) means the fan-in rule
+    ``gain / sqrt(fan_in)``. An explicit scale must be representable by the weight format (the
+    layer checks it); the fan-in rule's bound is clipped to the format's largest value.
     """
 
     kind: str = "uniform"
@@ -330,11 +331,20 @@ class InitSpec:
     def __post_init__(self) -> None:
         _check_choice("kind", self.kind, INIT_KINDS)
         _check_float("scale", self.scale)
+        if self.scale < 0:
+            _fail("scale", f"{self.scale!r} is negative; allowed: 0 (the fan-in rule gain / sqrt(fan_in)) or a positive bound")
         _check_float("gain", self.gain, positive=True)
 
     def bound(self, fan_in: int, fmt: FixedFormat) -> int:
+        """The integer bound ``b`` of the uniform draw in ``[-b, b]``: at least 1, at most the
+        format's largest value (so that ``-b`` and ``+b`` both fit)."""
         scale = self.scale if self.scale > 0 else self.gain / math.sqrt(fan_in)
-        return min(max(round_half_up(scale * (1 << fmt.frac)), 1), fmt.max_abs if fmt.signed else fmt.max_int)
+        return min(max(round_half_up(scale * (1 << fmt.frac)), 1), fmt.max_int)
+
+    def check_fits(self, fmt: FixedFormat) -> None:
+        """An explicit ``scale`` beyond the largest value of ``fmt`` cannot be drawn: refuse it."""
+        if self.scale > 0 and round_half_up(self.scale * (1 << fmt.frac)) > fmt.max_int:
+            _fail("scale", f"{self.scale!r} is more than the largest {fmt.describe()} weight ({fmt.to_real(fmt.max_int)!r}); allowed: 0 (the fan-in rule) up to {fmt.to_real(fmt.max_int)!r}")
 
 
 @dataclass(frozen=True)
@@ -362,6 +372,7 @@ class ClassifierSpec:
         _check_int("accumulator", self.accumulator, 2, 63)
         if self.kind == "spiking" and self.neuron.model != "lif":
             _fail("neuron.model", f"{self.neuron.model!r}: a spiking classifier uses 'lif' neurons")
+        _nested("init", lambda: self.init.check_fits(self.weight))
         if self.kind == "random":
             if not self.feedback.signed:
                 _fail("feedback", f"{self.feedback.describe()} is unsigned; the feedback H needs a signed format")
@@ -386,6 +397,13 @@ class LayerSpec:
         if not self.weight.signed:
             _fail("weight", f"{self.weight.describe()} is unsigned; weights need a signed format")
         _check_int("accumulator", self.accumulator, 2, 63)
+        _nested("init", lambda: self.init.check_fits(self.weight))
+        # the pairings golden and the RTL implement: a LIF layer reports to a spiking classifier
+        # (Ma et al.), a DECOLLE layer to a fixed random readout (Kaiser et al.), whatever the rule
+        if self.neuron.model == "lif" and self.classifier.kind != "spiking":
+            _fail("classifier.kind", f"{self.classifier.kind!r}: a layer of 'lif' neurons has a 'spiking' classifier (a 'random' readout goes with 'decolle' neurons)")
+        if self.neuron.model == "decolle" and self.classifier.kind != "random":
+            _fail("classifier.kind", f"{self.classifier.kind!r}: a layer of 'decolle' neurons has a 'random' readout (a 'spiking' classifier goes with 'lif' neurons)")
         if not isinstance(self.learn, bool):
             _fail("learn", f"expected true or false, got {self.learn!r}")
 
@@ -566,13 +584,9 @@ class NetworkSpec:
             if rule == "decolle":
                 if layer.neuron.model != "decolle":
                     _fail(f"{where}.neuron.model", f"{layer.neuron.model!r}: learning.rule 'decolle' needs 'decolle' neurons")
-                if layer.classifier.kind != "random":
-                    _fail(f"{where}.classifier.kind", f"{layer.classifier.kind!r}: learning.rule 'decolle' needs a 'random' readout")
             elif rule in ("ell", "fell"):
                 if layer.neuron.model != "lif":
                     _fail(f"{where}.neuron.model", f"{layer.neuron.model!r}: learning.rule {rule!r} needs 'lif' neurons")
-                if layer.classifier.kind != "spiking":
-                    _fail(f"{where}.classifier.kind", f"{layer.classifier.kind!r}: learning.rule {rule!r} trains a 'spiking' classifier")
 
     def _check_surrogate_resolution(self) -> None:
         if self.learning.rule == "none":
@@ -603,6 +617,9 @@ class NetworkSpec:
         """Every intermediate the golden model forms must fit its 64-bit integers."""
         lrn = self.learning
         s_bits = lrn.surrogate.format.width
+        # accumulate = K sums K raw changes at full precision before the shift
+        acc_bits = (lrn.accumulate - 1).bit_length()
+        acc_what = f", summed over accumulate = {lrn.accumulate} steps" if lrn.accumulate > 1 else ""
         for i, layer in enumerate(self.layers):
             n = layer.neuron
             x_max, _ = self.input_format(i)
@@ -610,63 +627,92 @@ class NetworkSpec:
             checks = [
                 (f"layers[{i}].neuron.potential", "the decay product u * d", n.potential.width + d_bits),
             ]
+            # the synaptic current I = R_U(sum, f_w + f_in - f_u) is the accumulator shifted left
+            # where the potential has more fractional bits than the product, then D(u) + I
+            clf = layer.classifier
+            _, x_frac = self.input_format(i)
+            pops = [(f"layers[{i}].accumulator", layer.accumulator, layer.weight.frac + x_frac - n.potential.frac, n)]
+            if clf.kind == "spiking":
+                pops.append((f"layers[{i}].classifier.accumulator", clf.accumulator, clf.weight.frac - clf.neuron.potential.frac, clf.neuron))
+            for where, acc, shift, nrn in pops:
+                cur = acc + max(0, -shift)
+                checks.append((where, f"the synaptic current (the {acc}-bit sum shifted left by {max(0, -shift)})", cur))
+                checks.append((where, "the new potential D(u - theta o) + I", max(nrn.potential.width + 1 + nrn.decay.width, cur) + 1))
             if n.model == "decolle":
                 checks.append((f"layers[{i}].neuron.trace", "the refractory product rho * R", n.potential.width + n.trace.width + 1))
+                if i == 0 and not self.encoding.binary:  # a pixel in trace units, x << (f_P - f_in), into (1 - beta)(x - Q)
+                    pix = self.encoding.format
+                    checks.append((f"layers[{i}].neuron.trace", "the pixel in trace units times (1 - beta)", pix.width + n.trace.frac - pix.frac + 1 + d_bits + 1))
                 checks.append((f"layers[{i}].neuron.trace", "the trace product (1 - alpha) * (Q - P)", n.trace.width + d_bits + 1))
-            clf = layer.classifier
             if lrn.rule in ("ell", "fell"):
                 g_bits = clf.weight.width + s_bits + 1 + self.classes.bit_length()
-                checks.append(("learning.surrogate.format", "the hidden error sum_k w^a_ik delta^a_k * sigma'(u_i)", g_bits + s_bits))
+                # narrowed into the error format by f_wa + 2 f_s - f_E: a left shift where negative
+                left = max(0, lrn.error.frac - clf.weight.frac - 2 * lrn.surrogate.format.frac)
+                checks.append(("learning.surrogate.format", "the hidden error sum_k w^a_ik delta^a_k * sigma'(u_i)" + (f" shifted left by {left} into learning.error" if left else ""), g_bits + s_bits + left))
                 pre_bits = lrn.trace.width if lrn.rule == "fell" else x_max.bit_length() + 1
-                checks.append(("learning.error", "the weight change delta * pre", lrn.error.width + pre_bits + 1))
+                checks.append(("learning.error", "the weight change delta * pre" + acc_what, lrn.error.width + pre_bits + 1 + acc_bits))
             if lrn.rule == "fell":
-                checks.append(("learning.trace", "the trace product e * c", lrn.trace.width + lrn.trace.frac + 2))
+                pops = [(f"layers[{i}].neuron", n), (f"layers[{i}].classifier.neuron", clf.neuron)]
+                for where, nrn in pops:
+                    # one - theta * lut (theta > 0, lut >= 0), then times the decay multiplier
+                    one_minus = max(1 << (nrn.potential.frac + lrn.surrogate.format.frac), nrn.threshold_int * lrn.surrogate.format.max_int)
+                    checks.append((where, "FELL's factor D(1 - theta sigma'(u))", _bits_signed(one_minus) + d_bits))
+                    c_bits = _bits_signed(self.fell_factor_bound(nrn))
+                    checks.append(("learning.trace", "the trace product e * c (c = D(1 - theta sigma'(u)), up to "
+                                   f"{c_bits} bits with {where}.threshold = {nrn.threshold!r})", lrn.trace.width + c_bits + 1))
             if lrn.rule == "decolle":
                 err_bits = clf.feedback.width + layer.size.bit_length() + clf.weight.width + self.classes.bit_length() + 2
-                checks.append((f"layers[{i}].classifier.feedback", "the readout error sum_k H_ik (Y_k - Yhat_k) * sigma'(U_i)", err_bits + s_bits))
-                checks.append(("learning.error", "the weight change delta * P", lrn.error.width + n.trace.width + 2))
+                left = max(0, lrn.error.frac - clf.feedback.frac - clf.weight.frac - lrn.surrogate.format.frac)
+                checks.append((f"layers[{i}].classifier.feedback", "the readout error sum_k H_ik (Y_k - Yhat_k) * sigma'(U_i)" + (f" shifted left by {left} into learning.error" if left else ""), err_bits + s_bits + left))
+                checks.append(("learning.error", "the weight change delta * P" + acc_what, lrn.error.width + n.trace.width + 2 + acc_bits))
             for where, what, bits in checks:
                 if bits > MAX_WORK_BITS:
                     _fail(where, f"too wide: {what} needs {bits} bits, more than the {MAX_WORK_BITS} the golden model computes with; use narrower formats")
 
+    def fell_factor_bound(self, neuron: NeuronSpec) -> int:
+        """A bound on ``|c|`` of FELL's trace factor ``c = R_T(D(1 - theta lut(u)), f_u + f_s -
+        f_T)`` (golden ``fell_factor``) for a population of ``neuron``, in the trace format's
+        units: ``1 - theta lut`` lies in ``[1 - theta lut_max, 1]`` (``theta > 0``, ``lut >=
+        0``), a leak multiplies it by at most ``multiplier / 2**f_d`` (shift form: at most 1),
+        and every rounding right shift adds at most 1 to a magnitude. It is what golden's
+        integer types and the RTL's factor memory are sized by; it grows with the threshold
+        and the surrogate's largest value, not only with the trace format."""
+        lrn = self.learning
+        f_s = lrn.surrogate.format.frac
+        f_u = neuron.potential.frac
+        v = max(1 << (f_u + f_s), neuron.threshold_int * max(lrn.surrogate.table) - (1 << (f_u + f_s)))
+        d = neuron.alpha
+        leaked = ((v * d.multiplier) >> d.frac) + 1 if d.mode == "multiply" else v + 1
+        s = f_u + f_s - lrn.trace.frac
+        return (leaked >> s) + 1 if s > 0 else leaked << -s
+
     def input_format(self, layer: int) -> tuple[int, int]:
         """``(largest input value as an integer, its fractional bits)`` of the values that drive
         ``layers[layer]``'s synapses: pixels, spikes (1, frac 0) or DECOLLE traces P."""
-        neuron = self.layers[layer].neuron
-        if neuron.model == "decolle":
-            return neuron.trace.max_int, neuron.trace.frac
-        if layer == 0 and not self.encoding.binary:
-            return self.encoding.format.max_int, self.encoding.format.frac
-        return 1, 0
+        return input_format(self.encoding, self.layers, layer)
 
     def fan_in(self, layer: int) -> int:
         return self.inputs if layer == 0 else self.layers[layer - 1].size
 
+    def accumulator_needs(self, layer: int) -> tuple[tuple[int, str], tuple[int, str]]:
+        """``((bits, why), (bits, why))``: the narrowest accumulator of ``layers[layer]`` and of
+        its classifier that hold their worst-case sums, and how that sum is made up."""
+        return accumulator_needs(self.inputs, self.encoding, self.layers, layer)
+
     def _check_accumulators(self) -> None:
         for i, layer in enumerate(self.layers):
-            x_max, x_frac = self.input_format(i)
-            fan_in = self.fan_in(i)
-            worst = fan_in * layer.weight.max_abs * x_max
-            what = f"{fan_in} inputs x |w| <= {layer.weight.max_abs} ({layer.weight.describe()}) x x <= {x_max}"
-            if layer.neuron.model == "decolle":  # the bias is a weight on a constant input 1.0
-                worst += layer.weight.max_abs * (1 << x_frac)
-                what += " plus the bias"
-            need = _bits_signed(worst)
+            (need, what), (c_need, c_what) = self.accumulator_needs(i)
             if layer.accumulator < need:
                 _fail(
                     f"layers[{i}].accumulator",
                     f"{layer.accumulator} bits is too narrow for the worst-case sum of the layer "
-                    f"({what} = {worst}), which needs {need} bits; allowed: {need} to 63",
+                    f"({what}), which needs {need} bits; allowed: {need} to 63",
                 )
-            clf = layer.classifier
-            worst = layer.size * clf.weight.max_abs
-            need = _bits_signed(worst)
-            if clf.accumulator < need:
+            if layer.classifier.accumulator < c_need:
                 _fail(
                     f"layers[{i}].classifier.accumulator",
-                    f"{clf.accumulator} bits is too narrow for the worst-case sum of the classifier "
-                    f"({layer.size} spikes x |w| <= {clf.weight.max_abs} = {worst}), which needs {need} bits; "
-                    f"allowed: {need} to 63",
+                    f"{layer.classifier.accumulator} bits is too narrow for the worst-case sum of the classifier "
+                    f"({c_what}), which needs {c_need} bits; allowed: {c_need} to 63",
                 )
 
     def update_shifts(self) -> dict[str, int]:
@@ -712,6 +758,18 @@ class NetworkSpec:
         lo, hi = self.lr_shift_range()
         lr = self.learning.lr_shift
         if lo > hi:
+            stoch = [b for b, (base, fmt) in self._update_blocks().items() if fmt.rounding == "stochastic" and self.lfsr.width - base == hi]
+            if stoch:  # the top of the range is the LFSR's width (the random addend's bits)
+                block = stoch[0]
+                base = self.lfsr.width - hi
+                wider = [str(w) for w in LFSR_WIDTHS if w - base >= lo]
+                field_ = f"layers[{block.split('.')[0]}].{'classifier.' if block.endswith('.clf') else ''}weight.rounding"
+                _fail(
+                    "lfsr.width",
+                    f"{self.lfsr.width} is too narrow for stochastic rounding: with {field_} = 'stochastic' an update shift "
+                    f"(at least {lo + base} here) may not exceed the LFSR's {self.lfsr.width} random bits, so no learning.lr_shift "
+                    f"works; allowed: lfsr.width {', '.join(wider) or '(none is wide enough)'}, or 'floor' / 'nearest' rounding for that weight",
+                )
             _fail(
                 "learning.lr_shift",
                 f"no learning-rate shift works with these formats (it would need to be >= {lo} and <= {hi}); "
@@ -734,6 +792,33 @@ class NetworkSpec:
     def with_rule(self, rule: str) -> "NetworkSpec":
         """A copy with another learning rule (layers must already suit it)."""
         return replace(self, learning=replace(self.learning, rule=rule))
+
+
+def input_format(inputs_encoding: "EncodingSpec", layers: tuple[LayerSpec, ...], layer: int) -> tuple[int, int]:
+    """``(largest input value as an integer, its fractional bits)`` of the values that drive
+    ``layers[layer]``'s synapses: pixels, spikes (1, frac 0) or DECOLLE traces P."""
+    neuron = layers[layer].neuron
+    if neuron.model == "decolle":
+        return neuron.trace.max_int, neuron.trace.frac
+    if layer == 0 and not inputs_encoding.binary:
+        return inputs_encoding.format.max_int, inputs_encoding.format.frac
+    return 1, 0
+
+
+def accumulator_needs(inputs: int, encoding: "EncodingSpec", layers: tuple[LayerSpec, ...], layer: int) -> tuple[tuple[int, str], tuple[int, str]]:
+    """:meth:`NetworkSpec.accumulator_needs` from the parts of a network (before it is built)."""
+    ls = layers[layer]
+    x_max, x_frac = input_format(encoding, layers, layer)
+    fan_in = inputs if layer == 0 else layers[layer - 1].size
+    worst = fan_in * ls.weight.max_abs * x_max
+    what = f"{fan_in} inputs x |w| <= {ls.weight.max_abs} ({ls.weight.describe()}) x x <= {x_max}"
+    if ls.neuron.model == "decolle":  # the bias is a weight on a constant input 1.0
+        worst += ls.weight.max_abs * (1 << x_frac)
+        what += " plus the bias"
+    clf = ls.classifier
+    c_worst = ls.size * clf.weight.max_abs
+    c_what = f"{ls.size} spikes x |w| <= {clf.weight.max_abs}"
+    return (_bits_signed(worst), f"{what} = {worst}"), (_bits_signed(c_worst), f"{c_what} = {c_worst}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -91,7 +91,7 @@ class DecolleLayer(LayerBase):
         idx_in = max((self.fan_in - 1).bit_length(), 1)
         plist = LaneMemory(m, "plist", data.StructLayout({"index": unsigned(idx_in), "value": fmt_shape(P_)}), 1, self.fan_in)
         spk, spk_rd_addr, spk_count, spk_base, spk_publish = self._spike_list(m)
-        xbits = max(G.x_max.bit_length(), 1) if G.raw_frac else None
+        xbits = max(G.x_max.bit_length(), 1) if G.pixel_input else None
         curmem, live, n_live = make_live(m, "in", self.fan_in, tmax, xbits)
         mems = {"w": wmem, "bias": bmem, "u": umem, "o": omem, "r": rmem, "p": pmem, "q": qmem, "cw": gmem, "h": hmem, "y": ymem}
         if learns:
@@ -344,7 +344,7 @@ class DecolleLayer(LayerBase):
                     m.d.comb += bmem.wr.data[k].eq(value)
 
         # ---- LIVE and TRACES: Q += (1-beta)(x - Q), P += (1-alpha)(Q - P) on live inputs ----------
-        build_live(m, lv, self.ev.addr, ev_j, ev_x if G.raw_frac else None, curmem, live, n_live, t1)
+        build_live(m, lv, self.ev.addr, ev_j, ev_x if G.pixel_input else None, curmem, live, n_live, t1)
         s0, s1, s2 = tr.s
         jt = Signal(idx_in)
         with m.If(s0.valid):
@@ -357,7 +357,7 @@ class DecolleLayer(LayerBase):
             c0 = curmem.rd.data[0]
             fresh = c0["first"] == t1
             active = c0["last"] == t1
-            x_in = (c0["x"] << (P_.frac - G.raw_frac)) if G.raw_frac else Const(one_p)
+            x_in = (c0["x"] << (P_.frac - G.raw_frac)) if G.pixel_input else Const(one_p)
             x_now = _wire(m, Mux(active, x_in, 0), "tr_x")
             p_old = _wire(m, Mux(fresh, 0, pmem.rd.data[0]), "tr_p")
             q_old = _wire(m, Mux(fresh, 0, qmem.rd.data[0]), "tr_q")

@@ -41,8 +41,13 @@ def shift_round(v, s, mode: str, rand=None) -> Value:
     if mode == "floor":
         return v >> s
     if mode == "nearest":
-        half = (Const(1, 64) << s) >> 1  # 2**(s-1), or 0 when s == 0
-        return (v + half[: len(v) + 1].as_unsigned()) >> s
+        # 2**(s-1) (0 when s == 0), kept to len(v) + 1 bits: where s - 1 >= len(v) any half of
+        # at least 2**len(v) gives the same result, 0 (|v| < 2**(len(v) - 1) < 2**s / 4), so
+        # the bits above fold into bit len(v) instead of being cut off (which rounded down)
+        full = (Const(1, 64) << s) >> 1
+        n = len(v)
+        half = full[: n + 1] | (Mux(full[n + 1 :].any(), 1, 0) << n) if n + 1 < 64 else full
+        return (v + half.as_unsigned()) >> s
     if mode == "stochastic":
         rand = Value.cast(rand)
         mask = (Const(1, len(rand) + 1) << s) - 1

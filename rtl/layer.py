@@ -73,7 +73,7 @@ class LayerBase(wiring.Component):
         self.cpr = -(-self.C // L)  # words per row of the classifier weights
         self.params = params
         self.regions = regions
-        self.binary = G.raw_frac == 0  # the raw input is spikes (value 1), not pixels
+        self.binary = not G.pixel_input  # the raw input is spikes (value 1), not pixels
         self.rule = spec.learning.rule if spec.layers[index].learn else "none"
         self.lr_base = {"hid": (G.shift - spec.learning.lr_shift) if G.shift is not None else 0,
                         "clf": (G.clf_shift - spec.learning.lr_shift) if G.clf_shift is not None else 0}

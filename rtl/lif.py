@@ -35,6 +35,7 @@ from __future__ import annotations
 from amaranth import Array, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data
 
+from localsnn.golden.fixed import bits_of
 from localsnn.golden.params import LayerParams
 from localsnn.rtl.common import LaneMemory
 from localsnn.rtl.layer import LayerBase, _sg, _times, _wire, build_clear, build_compact, build_live, make_live
@@ -75,12 +76,10 @@ class LIFLayer(LayerBase):
         return shift_round(leak(one_minus, neurons.decay, G.tfmt.rounding), f_u + G.f_s - G.tfmt.frac, G.tfmt.rounding)
 
     def _factor_bits(self) -> int:
-        G = self.g
-        worst = 1
-        for n in (G.neurons, G.clf_neurons):
-            theta = n.theta / (1 << n.potential.frac)
-            worst = max(worst, abs(1 - theta * max(n.lut) / (1 << G.f_s)) + 1)
-        return G.tfmt.frac + int(worst).bit_length() + 2
+        """The width of a stored factor c: the spec's bound on |c| (``fell_factor_bound``),
+        for the layer's and the classifier's neurons."""
+        ls = self.spec.layers[self.index]
+        return max(bits_of(self.spec.fell_factor_bound(n)) for n in (ls.neuron, ls.classifier.neuron))
 
     # -- memory map ----------------------------------------------------------------------------
 
@@ -153,7 +152,10 @@ class LIFLayer(LayerBase):
         spikes_now = Signal(C)
         if learns:
             crbits = self.spec.lfsr.width if stoch_c else 1
-            cls_layout = data.StructLayout({"da": signed(sbits), "dw" if not fell else "r": signed(G.cfmt.width + 1) if not fell else unsigned(crbits)})
+            # |R(-delta^a, s)| <= |delta^a| <= lut max for every shift s >= 0: dw needs no more
+            # bits than da (the classifier weight's width is no bound: a narrow weight format
+            # with a large surrogate gets a change larger than any weight, which saturates)
+            cls_layout = data.StructLayout({"da": signed(sbits), "dw" if not fell else "r": signed(sbits) if not fell else unsigned(crbits)})
             clsmem = LaneMemory(m, "cls", cls_layout, L, CPR, block_ram=True)
             m.d.comb += clsmem.rd.en.eq(1)
 

@@ -23,9 +23,9 @@ from amaranth import Array, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from localsnn.board import io_widths, lfsr_stream_names
+from localsnn.board import check_chip, io_widths, lfsr_stream_names
 from localsnn.golden.lfsr import stream_seed
-from localsnn.golden.params import Params, init_params
+from localsnn.golden.params import Params, check_params, init_params
 from localsnn.rtl.common import INDEX_BITS, REGION_BITS, LaneMemory, log2_exact
 from localsnn.rtl.lfsr import LFSR
 from localsnn.rtl.decolle import DecolleLayer
@@ -78,12 +78,12 @@ class Network(wiring.Component):
 
     def __init__(self, spec: NetworkSpec, lanes: int = 4, params: Params | None = None, spram: bool = False) -> None:
         log2_exact(lanes)
-        if spec.learning.accumulate != 1:
-            raise ValueError(f"learning.accumulate = {spec.learning.accumulate}: the RTL applies updates every step; use 1")
+        check_chip(spec, lanes)  # a SpecError naming the field the chip does not implement
         self.spec = spec
         self.lanes = lanes
         self.spram = spram
         self.params = params if params is not None else init_params(spec)
+        check_params(spec, self.params)
         self.in_width, self.out_data = io_widths(spec)
         super().__init__({
             "i": In(stream.Signature(unsigned(self.in_width))),

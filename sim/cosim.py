@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from localsnn.golden.params import Params, init_params, save_params
+from localsnn.board import check_chip
+from localsnn.golden.params import Params, check_params, init_params, save_params
 from localsnn.sim.harness import Mismatch
 from localsnn.spec import NetworkSpec, dumps
 
@@ -69,7 +70,12 @@ def cosimulate(
 ) -> CosimReport:
     from localsnn.sim.runner import CocotbTestFailure, run_cocotb
 
+    # everything that can be refused is refused before Verilator builds anything
+    check_chip(spec, lanes)
     params = params if params is not None else init_params(spec)
+    check_params(spec, params, "the RTL's parameters")
+    if golden_params is not None:
+        check_params(spec, golden_params, "golden's parameters")
     text, memory_map = generate_verilog(spec, lanes, params, spram=spram)
     with tempfile.TemporaryDirectory(prefix="localsnn-job-") as tmp:
         job = Path(tmp)

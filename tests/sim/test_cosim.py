@@ -1,6 +1,8 @@
 """RTL against golden, bit for bit, in cocotb + Verilator: every rule x encoding on the digits
-net and a two-hidden-layer net at lanes 1, 4 and 8, 25 seeded random specs, and random idle
-and backpressure on the streams. One build per configuration (cached under sim_build/).
+net and a two-hidden-layer net at lanes 1, 4 and 8, the corner-case reproducers, 25 seeded
+random specs drawn over every field's range (corners first, ``sim.configs.random_spec``), and
+random idle and backpressure on the streams. One build per configuration (cached under
+sim_build/).
 
 Every layer is compared after every step in LOCKSTEP mode; nets with two layers also run with
 the layers pipelined over the steps (the default), compared on every output word and on every
@@ -14,7 +16,7 @@ import pytest
 
 from localsnn.data import load
 from localsnn.golden import Golden
-from localsnn.sim.configs import ENCODINGS, RULES, matrix_spec, random_pixels, random_spec
+from localsnn.sim.configs import ENCODINGS, RULES, corner_samples, corner_specs, matrix_spec, random_pixels, random_spec
 from localsnn.sim.cosim import cosimulate
 from localsnn.sim.harness import Mismatch
 
@@ -68,6 +70,19 @@ def test_weights_in_spram_are_written_by_the_host_then_equal_golden(digits, rule
     _verilator_or_skip()
     spec = matrix_spec(rule, "rate" if rule != "decolle" else "direct", "two")
     report = cosimulate(spec, digit_samples(spec, digits, 2, offset=lanes), lanes=lanes, spram=True)
+    assert report.samples == 2 and report.compared > 0
+
+
+CORNERS = corner_specs()
+
+
+@pytest.mark.parametrize("name", list(CORNERS))
+def test_corner_spec(name):
+    """Each reproducer of a corner-case bug (``corner_specs``), learning on, at lanes 1 and,
+    for the one-neuron nets, the 2-lane padding too: RTL = golden after every step."""
+    _verilator_or_skip()
+    spec = CORNERS[name]
+    report = cosimulate(spec, corner_samples(spec), lanes=2 if name == "lfsr8-decolle" else 1)
     assert report.samples == 2 and report.compared > 0
 
 
