@@ -223,3 +223,15 @@ def test_random_specs_reach_the_corners():
     assert all(seen.values()), [k for k, v in seen.items() if not v]
     for s, lanes in specs:
         check_chip(s, lanes)
+
+
+def test_the_rtl_refuses_parameters_outside_their_formats():
+    """Bug 5's other half: generate once wrote +8 as -8 into an s4.3 memory image."""
+    from localsnn.errors import WeightsError
+    from localsnn.rtl.top import Network
+
+    spec = S.NetworkSpec(name="x", inputs=1, classes=2, timesteps=1, layers=(S.LayerSpec(size=2, weight=F(4, 3), accumulator=12),), learning=S.LearningSpec(rule="none"))
+    bad = init_params(spec)
+    bad.layers[0].w[0, 1] = 8
+    with pytest.raises(WeightsError, match=r"layer 0 w: values from .* to 8 do not fit s4\.3 \[-8, 7\]"):
+        Network(spec, lanes=1, params=bad)
