@@ -84,7 +84,9 @@ def chip_problems(spec, lanes: int = 1) -> list:
         if layer.classifier.kind == "spiking":
             wide.append((f"{where}.classifier.neuron.potential", layer.classifier.neuron.potential.width))
         else:
-            wide += [(f"{where}.classifier.feedback", layer.classifier.feedback.width), (f"{where}.classifier.accumulator", layer.classifier.accumulator)]
+            # the readout Y never exceeds its worst case (size x |G|), however wide its accumulator
+            (_, _), (y_bits, _) = spec.accumulator_needs(i)
+            wide += [(f"{where}.classifier.feedback", layer.classifier.feedback.width), (f"{where}.classifier.weight (the readout Y = sum of up to {layer.size} of its values)", y_bits)]
         if layer.neuron.model == "decolle":
             wide.append((f"{where}.neuron.trace", layer.neuron.trace.width))
         words = -(-layer.size // lanes) * lanes

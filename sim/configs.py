@@ -135,8 +135,6 @@ def random_spec(seed: int, *, chip: bool = True, size_max: int = 24) -> tuple[S.
             for i, ls in enumerate(layers):
                 (need, _), (c_need, _) = S.accumulator_needs(inputs, encoding, layers, i)
                 cacc = min(63, c_need + d.choice((0, 0, 3)))
-                if ls.classifier.kind == "random" and chip:
-                    cacc = min(cacc, 32)  # the readout Y is read over the bus
                 sized.append(dataclasses.replace(ls, accumulator=min(63, need + d.choice((0, 0, 3))), classifier=dataclasses.replace(ls.classifier, accumulator=cacc)))
             layers = tuple(sized)
             error = d.fmt(2, wmax)
