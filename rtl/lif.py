@@ -277,13 +277,19 @@ class LIFLayer(LayerBase):
                         m.next = "IDLE"
 
                 if skips:
-                    skip_k = Signal(range(skips))
+                    skip_k = Signal(range(max(skips, 2)))  # (never 0 bits wide)
                     with m.State("SKIP"):
                         m.d.sync += [phase_cnt[5].eq(phase_cnt[5] + 1), skip_k.eq(skip_k + 1)]
-                        with m.If(skip_k < skip_c):
-                            m.d.comb += [draw_clf.eq(1), lfsr_c.advance.eq(1)]
-                        with m.Else():
+                        clf_draws = [draw_clf.eq(1), lfsr_c.advance.eq(1)]
+                        if skip_c == skips:  # only round:<l>.clf draws (no constant compare)
+                            m.d.comb += clf_draws
+                        elif skip_c == 0:
                             m.d.comb += lfsr_h.advance.eq(1)
+                        else:
+                            with m.If(skip_k < skip_c):
+                                m.d.comb += clf_draws
+                            with m.Else():
+                                m.d.comb += lfsr_h.advance.eq(1)
                         with m.If(skip_k == skips - 1):
                             m.d.sync += skip_k.eq(0)
                             after_skip()
