@@ -91,7 +91,8 @@ class DecolleLayer(LayerBase):
         idx_in = max((self.fan_in - 1).bit_length(), 1)
         plist = LaneMemory(m, "plist", data.StructLayout({"index": unsigned(idx_in), "value": fmt_shape(P_)}), 1, self.fan_in)
         spk, spk_rd_addr, spk_count, spk_base, spk_publish = self._spike_list(m)
-        xbits = max(G.x_max.bit_length(), 1) if G.pixel_input else None
+        # the raw pixel (not P, whose format is G.x_max's): a direct input's integer bits too
+        xbits = self.spec.encoding.format.width if G.pixel_input else None
         curmem, live, n_live = make_live(m, "in", self.fan_in, tmax, xbits)
         mems = {"w": wmem, "bias": bmem, "u": umem, "o": omem, "r": rmem, "p": pmem, "q": qmem, "cw": gmem, "h": hmem, "y": ymem}
         if learns:

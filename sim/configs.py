@@ -201,7 +201,10 @@ def corner_specs() -> dict[str, S.NetworkSpec]:
       stored it too narrow and wrapped);
     * ``fell-theta``: FELL with threshold 32 and ``exp`` surrogate steps of 1: the trace factor
       ``D(1 - theta lut)`` is far from 1 (golden once overflowed int32);
-    * ``lfsr8-decolle``: DECOLLE's random readout from an 8-bit LFSR (once crashed golden).
+    * ``lfsr8-decolle``: DECOLLE's random readout from an 8-bit LFSR (once crashed golden);
+    * ``decolle-pixel-bits``: DECOLLE fed pixels with integer bits (``u12.7``, up to 31.99)
+      through a ``u8.7`` trace: the RTL once kept the raw pixel in the trace's 8 bits (found by
+      the random specs, seed 37).
     """
     enc_int = S.EncodingSpec(kind="direct", format=F(2, 0, signed=False))
     decolle = S.NeuronSpec(model="decolle", threshold=0.0)
@@ -230,6 +233,12 @@ def corner_specs() -> dict[str, S.NetworkSpec]:
             name="lfsr8-decolle", inputs=4, classes=3, timesteps=3, lfsr=S.LFSRSpec(width=8),
             layers=(S.LayerSpec(size=3, neuron=decolle, weight=F(16, 12, rounding="nearest"), accumulator=40, classifier=S.ClassifierSpec(kind="random")),),
             learning=S.LearningSpec(rule="decolle", lr_shift=2, surrogate=S.SurrogateSpec(kind="boxcar")),
+        ),
+        "decolle-pixel-bits": S.NetworkSpec(
+            name="decolle-pixel-bits", inputs=3, classes=2, timesteps=6,
+            encoding=S.EncodingSpec(kind="direct", format=F(12, 7, signed=False)),
+            layers=(S.LayerSpec(size=2, neuron=dataclasses.replace(decolle, tau=2.0, potential=F(20, 4), trace=F(8, 7, signed=False)), weight=F(16, 12, rounding="nearest"), accumulator=30, init=S.InitSpec(scale=0.5), classifier=S.ClassifierSpec(kind="random")),),
+            learning=S.LearningSpec(rule="decolle", lr_shift=4, surrogate=S.SurrogateSpec(kind="boxcar", step_frac=4)),
         ),
     }
 
