@@ -671,7 +671,7 @@ class NetworkSpec:
 
     def fell_factor_bound(self, neuron: NeuronSpec) -> int:
         """A bound on ``|c|`` of FELL's trace factor ``c = R_T(D(1 - theta lut(u)), f_u + f_s -
-        f_T)`` (golden ``fell_factor``) for a population of ``neuron``, in the trace format's
+        f_T)`` (``Golden._fell_factor``) for a population of ``neuron``, in the trace format's
         units: ``1 - theta lut`` lies in ``[1 - theta lut_max, 1]`` (``theta > 0``, ``lut >=
         0``), a leak multiplies it by at most ``multiplier / 2**f_d`` (shift form: at most 1),
         and every rounding right shift adds at most 1 to a magnitude. It is what golden's

@@ -47,7 +47,7 @@ def run_both(spec, samples):
 @given(seed=st.integers(0, 10**6), chip=st.booleans())
 def test_fast_integer_types_equal_exact_python_integers(seed, chip):
     """Every integer type golden picks is derived from the formats: over random specs (chip
-    specs up to 32 bits, golden-only ones up to 48 and every work width the spec allows) the
+    specs up to 32 bits, golden-only ones up to 64 as far as the spec's 62-bit work widths allow) the
     fast types give exactly what Python integers give."""
     spec, _ = random_spec(seed, chip=chip)
     run_both(spec, random_pixels(spec, 2, seed))
