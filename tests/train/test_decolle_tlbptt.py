@@ -587,7 +587,7 @@ def test_build_errors():
     mixed = S.NetworkSpec(
         name="mixed",
         inputs=4,
-        layers=(S.LayerSpec(size=3), S.LayerSpec(size=3, accumulator=40, neuron=S.NeuronSpec(model="decolle", threshold=0.0))),
+        layers=(S.LayerSpec(size=3), S.LayerSpec(size=3, accumulator=40, neuron=S.NeuronSpec(model="decolle", threshold=0.0), classifier=S.ClassifierSpec(kind="random"))),
         learning=S.LearningSpec(rule="none"),
     )
     with pytest.raises(SpecError, match=r"layers: DECOLLE needs every layer to be 'decolle'.*layers\[0\]: 'lif', layers\[1\]: 'decolle'"):
