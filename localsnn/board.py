@@ -57,6 +57,15 @@ MIN_PAYLOAD = 256
 #: register-bus address layout (as localsnn.rtl.common): addr = region << INDEX_BITS | index
 INDEX_BITS = 22
 STEP, DECISION = 0, 1
+
+
+def region_elements(entry: dict) -> int:
+    """The bus indices a memory-map entry answers: ``rows * row_stride`` for a 2-D memory (row
+    r, column c at ``r * row_stride + c``; columns from ``shape[1]`` up to the stride are
+    padding lanes), ``shape[0]`` for a 1-D one. Every index from there up reads 0 and ignores
+    writes, as every address outside the regions does."""
+    shape = entry["shape"]
+    return shape[0] * entry["row_stride"] if len(shape) == 2 else shape[0]
 #: data width of the register bus: every value the host reads or writes is one such word
 BUS_DATA_BITS = 32
 

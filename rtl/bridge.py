@@ -193,6 +193,9 @@ class Bridge(wiring.Component):
         resp_len = Signal(16)
         gap = Signal(range(self.timeout + 1))
         sending = Signal()  # the words fetched from the buffer go to i (SEND), else to the bus (WRITE)
+        # a frame's address has 32 bits, the bus fewer: above it there is nothing (reads give 0,
+        # writes are ignored), rather than the bus's low bits aliasing onto a register or a weight
+        on_bus = addr[len(self.bus.addr):] == 0
 
         # a gap inside a frame: counted from the last byte
         in_frame = Signal()
@@ -217,7 +220,7 @@ class Bridge(wiring.Component):
 
         def abort_on_new_byte():  # the host gave up waiting: its new request starts here
             with m.If(got):
-                m.d.sync += [crc.eq(0), pos.eq(0)]
+                m.d.sync += [crc.eq(0), pos.eq(0), cmd.eq(0)]
                 m.next = "SOF"
                 with m.If(byte == REQUEST_START):
                     m.next = "HDR"
@@ -237,7 +240,7 @@ class Bridge(wiring.Component):
         with m.FSM(name="bridge") as fsm:
             with m.State("SOF"):
                 with m.If(got & (byte == REQUEST_START)):
-                    m.d.sync += [crc.eq(0), pos.eq(0)]
+                    m.d.sync += [crc.eq(0), pos.eq(0), cmd.eq(0)]  # cut off before its command: echo 0
                     m.next = "HDR"
             with m.State("HDR"):
                 with frame_byte():
@@ -294,8 +297,8 @@ class Bridge(wiring.Component):
                             m.next = "FETCH"
                         with m.Else():
                             answer(BAD_LENGTH)
-                    with m.Case(SEND):
-                        with m.If((length[:ib] == 0) if ib else 1):
+                    with m.Case(SEND):  # at least one word, whole words
+                        with m.If(((length[:ib] == 0) if ib else 1) & (length != 0)):
                             m.d.sync += [pos.eq(0), sending.eq(1), resp_len.eq(0)]
                             m.next = "FETCH"
                         with m.Else():
@@ -332,9 +335,9 @@ class Bridge(wiring.Component):
                 value = word[32 - 8 * fmt.in_bytes:]
                 with m.If(sending):
                     m.d.comb += [self.i.valid.eq(1), self.i.payload.eq(value[: self.in_width])]
-                with m.Else():
+                with m.Elif(on_bus):
                     m.d.comb += [self.bus.addr.eq(addr), self.bus.w_data.eq(word), self.bus.w_en.eq(1)]
-                with m.If(Mux(sending, self.i.ready, self.bus.ack)):
+                with m.If(Mux(sending, self.i.ready, self.bus.ack | ~on_bus)):
                     m.d.sync += addr.eq(addr + 1)
                     with m.If(pos == length):
                         answer(OK)
@@ -362,8 +365,11 @@ class Bridge(wiring.Component):
                         with m.Else():
                             m.next = "RESP_CRC"
             with m.State("RD_BUS"):
-                m.d.comb += [self.bus.addr.eq(addr), self.bus.r_en.eq(1)]
-                with m.If(self.bus.ack):
+                m.d.comb += [self.bus.addr.eq(addr), self.bus.r_en.eq(on_bus)]
+                with m.If(~on_bus):
+                    m.d.sync += [word.eq(0), k.eq(0)]
+                    m.next = "RD_OUT"
+                with m.Elif(self.bus.ack):
                     m.d.sync += [word.eq(self.bus.r_data), k.eq(0)]
                     m.next = "RD_OUT"
                 with m.Else():

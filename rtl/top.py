@@ -23,7 +23,7 @@ from amaranth import Array, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from localsnn.board import check_chip, io_widths, lfsr_stream_names
+from localsnn.board import check_chip, io_widths, lfsr_stream_names, region_elements
 from localsnn.golden.lfsr import stream_seed
 from localsnn.golden.params import Params, check_params, init_params
 from localsnn.rtl.common import INDEX_BITS, REGION_BITS, LaneMemory, log2_exact
@@ -334,27 +334,31 @@ class Network(wiring.Component):
         bus = self.bus
         region = bus.addr[INDEX_BITS:]
         index = bus.addr[:INDEX_BITS]
+        # a layer sees a request only for an element its memory map lists (writes: of a writable
+        # memory); any other address reads 0 and ignores writes, so no index wraps onto a weight
+        known_r, known_w = Signal(), Signal()
+        for i, layer in enumerate(self.layers):
+            for e in layer.memory_map():
+                inside = (region == e["region"]) & (index < region_elements(e))
+                with m.If(inside):
+                    m.d.comb += known_r.eq(1)
+                    if e["writable"]:
+                        m.d.comb += known_w.eq(1)
         for layer in self.layers:
             m.d.comb += [
                 layer.dbg.region.eq(region),
                 layer.dbg.index.eq(index),
                 layer.dbg.w_data.eq(bus.w_data),
-                layer.dbg.w_en.eq(bus.w_en & (region != 0)),
-                layer.dbg.r_en.eq(bus.r_en & (region != 0)),
+                layer.dbg.w_en.eq(bus.w_en & known_w),
+                layer.dbg.r_en.eq(bus.r_en & known_r),
             ]
-        known = Signal()
-        m.d.comb += known.eq(0)
-        for regions in self.layer_regions:
-            for r in regions.values():
-                with m.If(region == r):
-                    m.d.comb += known.eq(1)
         # region 0 answers in the clock of the request; a request still present in the next
         # clock is a new one (the master drops its enable after the acknowledging edge)
         with m.If((region == 0) & (bus.r_en | bus.w_en)):
             m.d.comb += bus.ack.eq(1)
         weights_pending = Signal(init=int(self.spram))  # no weight written since reset (SPRAM)
         for regions in self.layer_regions:
-            with m.If(bus.w_en & bus.ack & (region == regions["w"])):
+            with m.If(bus.w_en & bus.ack & known_w & (region == regions["w"])):
                 m.d.sync += weights_pending.eq(0)
         rdata = Signal(32)
         with m.Switch(index):
@@ -393,9 +397,9 @@ class Network(wiring.Component):
                 m.d.comb += [layer_rdata.eq(layer.dbg.r_data), layer_ack.eq(1)]
         with m.If(region == 0):
             m.d.comb += bus.r_data.eq(rdata)
-        with m.Elif(known):
+        with m.Elif(Mux(bus.w_en, known_w, known_r)):
             m.d.comb += [bus.r_data.eq(layer_rdata), bus.ack.eq(layer_ack)]
-        with m.Elif(bus.r_en | bus.w_en):  # no such region: read 0, ignore writes
+        with m.Elif(bus.r_en | bus.w_en):  # no such element: read 0, ignore writes
             m.d.comb += bus.ack.eq(1)
         with m.If((region == 0) & bus.w_en):
             with m.Switch(index):

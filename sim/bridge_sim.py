@@ -1,7 +1,7 @@
 """Co-simulate the board bridge: ``BridgeTop`` in Verilator, the host code of
 ``localsnn.board`` on a simulated serial line (``sim/cocotb_bridge.py``).
 
-    results = bridge_cosim(spec, samples, lanes=1, tests=["learning_run", "bad_frames"])
+    results = bridge_cosim(spec, samples, lanes=1, tests=["learning_run", "fuzz"])
 
 returns each cocotb test's JSON record; a failing test raises ``CocotbTestFailure`` with the
 cocotb messages.
@@ -18,7 +18,7 @@ from localsnn.golden.params import Params, init_params, save_params
 
 from localsnn.spec import NetworkSpec, dumps
 
-TESTS = ("learning_run", "bad_frames", "controls")
+TESTS = ("learning_run", "controls", "faults", "fuzz")
 #: clocks per bit in simulation: the smallest the receiver takes, so the line costs little time
 SIM_DIVISOR = 8
 
@@ -31,7 +31,7 @@ def bridge_verilog(spec: NetworkSpec, lanes: int, params: Params | None, divisor
     return verilog_text(top, name), top.memory_map()
 
 
-def bridge_cosim(spec: NetworkSpec, samples, *, lanes: int = 1, params: Params | None = None, tests=TESTS, every_step_samples: int = 1, divisor: int = SIM_DIVISOR, timeout_s: float | None = None, spram: bool = False) -> dict:
+def bridge_cosim(spec: NetworkSpec, samples, *, lanes: int = 1, params: Params | None = None, tests=TESTS, every_step_samples: int = 1, divisor: int = SIM_DIVISOR, timeout_s: float | None = None, spram: bool = False, fuzz_cases: int = 300, fuzz_seed: int = 1) -> dict:
     from localsnn.sim.runner import run_cocotb
 
     unknown = set(tests) - set(TESTS)
@@ -46,7 +46,7 @@ def bridge_cosim(spec: NetworkSpec, samples, *, lanes: int = 1, params: Params |
         xs = np.stack([np.asarray(x, dtype=np.int64) for x, _ in samples])
         labels = np.array([-1 if y is None else int(y) for _, y in samples], dtype=np.int64)
         np.savez(job / "samples.npz", x=xs, labels=labels)
-        (job / "job.json").write_text(json.dumps({"memory_map": memory_map, "divisor": divisor, "every_step_samples": every_step_samples}))
+        (job / "job.json").write_text(json.dumps({"memory_map": memory_map, "divisor": divisor, "every_step_samples": every_step_samples, "fuzz_cases": fuzz_cases, "fuzz_seed": fuzz_seed}))
         out = {}
         for t in tests:  # one simulation each: every test starts from the initial weights
             run_dir = job / t

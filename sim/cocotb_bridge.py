@@ -19,6 +19,7 @@ from localsnn.golden import Golden
 from localsnn.golden.params import load_params
 from localsnn.sim.drivers import SerialLine, reset, start_clock
 from localsnn.sim.harness import check_samples
+from localsnn.sim.hostile import Fuzz, addresses_outside, expect
 
 from localsnn import spec as specmod
 from localsnn.board import (
@@ -26,13 +27,18 @@ from localsnn.board import (
     BAD_CRC,
     BAD_LENGTH,
     FRAME_TIMEOUT_BITS,
+    INDEX_BITS,
     OK,
     READ,
+    RESPONSE_START,
     SEND,
     TRUNCATED,
     WRITE,
     BridgeError,
     Host,
+    LinkTimeout,
+    RunReport,
+    crc8,
     encode_request,
     load_weights_if_missing,
     run_samples,
@@ -81,74 +87,6 @@ async def learning_run(dut):
     }
     (job / "learning_run.json").write_text(json.dumps(result))
     assert not run.mismatches, run.mismatches[:5]
-    assert line.framing_errors == 0
-
-
-async def _refused(host: Host, frame: bytes, cmd: int) -> int:
-    try:
-        await host.exchange(frame, cmd)
-    except BridgeError as err:
-        if err.status is None:
-            raise
-        return err.status
-    raise AssertionError(f"a bad frame {frame.hex()} was answered OK")
-
-
-@cocotb.test()
-async def bad_frames(dut):
-    """Corrupted, truncated, oversized and unknown frames are answered with an error status and
-    never applied; the bridge goes on working after each."""
-    job, cfg, spec, params, samples = _job()
-    line, host = await _host(dut, cfg, spec, params)
-    checks = {}
-    lr = host.registers["LR_SHIFT"]
-    lr0 = await host.read(lr)
-    lo, hi = spec.lr_shift_range()
-    lr1 = lo if lr0 != lo else hi
-    good = encode_request(WRITE, lr.to_bytes(4, "little") + lr1.to_bytes(4, "little"))
-
-    # a flipped bit in the payload: BAD_CRC, register unchanged
-    bad = bytearray(good)
-    bad[8] ^= 0x01
-    checks["flipped bit"] = (await _refused(host, bytes(bad), WRITE), BAD_CRC, await host.read(lr), lr0)
-    # a wrong CRC byte
-    bad = bytearray(good)
-    bad[-1] ^= 0x80
-    checks["wrong crc"] = (await _refused(host, bytes(bad), WRITE), BAD_CRC, await host.read(lr), lr0)
-    # broken off after 6 of its 13 bytes: TRUNCATED once the line stays idle
-    await line.write(good[:6])
-    await line.idle(FRAME_TIMEOUT_BITS + 50)
-    checks["truncated"] = (await _refused(host, b"", WRITE), TRUNCATED, await host.read(lr), lr0)
-    # unknown command, wrong payload size, a length over the buffer
-    checks["unknown command"] = (await _refused(host, encode_request(0x7E, b"\x00"), 0x7E), BAD_COMMAND, 0, 0)
-    checks["READ of 5 bytes"] = (await _refused(host, encode_request(READ, b"\x00" * 5), READ), BAD_LENGTH, 0, 0)
-    checks["WRITE of 6 bytes"] = (await _refused(host, encode_request(WRITE, lr.to_bytes(4, "little") + b"\x01\x00"), WRITE), BAD_LENGTH, await host.read(lr), lr0)
-    big = host.fmt.max_payload + 4
-    frame = encode_request(WRITE, lr.to_bytes(4, "little") + bytes(big - 4))
-    await line.write(frame)
-    await line.idle(FRAME_TIMEOUT_BITS + 50)
-    checks["too long"] = (await _refused(host, b"", WRITE), BAD_LENGTH, await host.read(lr), lr0)
-    # a corrupted sample: refused, nothing reaches the chip (it stays idle, no sample counted)
-    x, label = samples[0]
-    words = [label] + [int(v) for v in x]
-    payload = bytearray(b"".join(w.to_bytes(host.fmt.in_bytes, "little") for w in words))
-    frame = bytearray(encode_request(SEND, bytes(payload)))
-    frame[4 + 10] ^= 0x04
-    status_before = await host.read_register("STATUS")
-    checks["corrupted sample"] = (await _refused(host, bytes(frame), SEND), BAD_CRC, await host.read_register("STATUS"), status_before)
-    # garbage before a start byte is skipped
-    await line.write(b"\x00\xff\x13\x5a")
-    checks["garbage then READ"] = (OK, OK, await host.read(lr), lr0)
-    # the good frame is taken, and a whole sample afterwards equals golden
-    await host.exchange(good, WRITE)
-    checks["good frame"] = (OK, OK, await host.read(lr), lr1)
-    await host.write(lr, lr0)
-    golden = Golden(spec, params.copy())
-    run = await run_samples(host, samples[:2], learn=True, golden=golden, check_weights="end")
-    checks["samples after the errors equal golden"] = (len(run.mismatches), 0, run.samples, 2)
-    (job / "bad_frames.json").write_text(json.dumps({k: list(v) for k, v in checks.items()}))
-    for name, (status, want, value, want_value) in checks.items():
-        assert status == want and value == want_value, f"{name}: status {status} (want {want}), value {value} (want {want_value})"
     assert line.framing_errors == 0
 
 
@@ -201,3 +139,214 @@ async def controls(dut):
     (job / "controls.json").write_text(json.dumps(out))
     assert all(out.values()), out
     assert line.framing_errors == 0
+
+
+# -- hostile input: the faults of a careless or broken host, and a seeded fuzz -------------------
+
+#: a request must be answered within this many bit times of its last byte (the chip idle)
+ANSWER_BITS = 300
+
+
+async def _answer(line: SerialLine, bits: int = ANSWER_BITS):
+    """The next response as (status, echoed command, payload), or None when none starts within
+    ``bits`` bit times (or one stops for that long); its start byte and CRC are asserted."""
+    old, line.timeout_bits = line.timeout_bits, bits
+    try:
+        head = await line.read(5)
+        n = head[3] | head[4] << 8
+        rest = await line.read(n + 1)
+    except LinkTimeout:
+        return None
+    finally:
+        line.timeout_bits = old
+    assert head[0] == RESPONSE_START, f"a response starting {head.hex()}"
+    assert crc8(head[1:] + rest[:-1]) == rest[-1], f"a response with a wrong CRC: {(head + rest).hex()}"
+    return head[1], head[2], bytes(rest[:-1])
+
+
+async def _health(line: SerialLine, host: Host, samples: int) -> str | None:
+    """A READ of the first registers, answered at once: ID right, the chip idle, ``samples``
+    samples completed. Returns what is wrong, or None."""
+    await line.write(encode_request(READ, (0).to_bytes(4, "little") + (5).to_bytes(2, "little")))
+    got = await _answer(line)
+    if got is None:
+        return "no answer to a READ of the registers"
+    status, echo, payload = got
+    if (status, echo, len(payload)) != (OK, READ, 20):
+        return f"READ of the registers answered {got}"
+    words = [int.from_bytes(payload[4 * j:4 * j + 4], "little") for j in range(5)]
+    st = words[host.registers["STATUS"]]
+    if words[0] != 0x4C534E4E or st & 1 or st >> 8 != samples:
+        return f"registers {[hex(w) for w in words]} (want ID 0x4c534e4e, idle, {samples} samples)"
+    return None
+
+
+async def _snapshot(host: Host, memory_map: list[dict]) -> dict:
+    """Every memory and every register of region 0 the map lists, as the host reads them."""
+    out = {e["name"]: (await host.read_memory(e["name"])).tolist() for e in memory_map if "shape" in e}
+    for name, r in memory_map[0]["registers"].items():
+        if not name.endswith("_BASE"):
+            out[name] = await host.read(r["index"])
+    out["LFSR states"] = await host.lfsr_states()
+    return out
+
+
+async def _padding_writes(host: Host, memory_map: list[dict], rng) -> int:
+    """Random values into the padding lanes of every 2-D memory (columns from its width to its
+    row stride, present where the lanes do not divide the width): storage the datapath masks.
+    Returns how many were written."""
+    n = 0
+    for e in memory_map:
+        if e.get("writable") and len(e.get("shape", ())) == 2 and e["row_stride"] > e["shape"][1]:
+            rows, cols = e["shape"]
+            for r in range(rows):
+                for c in range(cols, e["row_stride"]):
+                    await host.write((e["region"] << INDEX_BITS) + r * e["row_stride"] + c, int(rng.integers(1, 1 << 16)))
+                    n += 1
+    return n
+
+
+@cocotb.test()
+async def faults(dut):
+    """The faults a hostile host found, each by its byte string: a SEND of no words, layer
+    regions without a memory, addresses above the bus's 30 bits, indices past the end of every
+    memory, a frame broken off before its command byte. Each is answered at once and changes
+    nothing; padding lanes written; then samples with learning on equal golden."""
+    job, cfg, spec, params, samples = _job()
+    line, host = await _host(dut, cfg, spec, params)
+    mm = cfg["memory_map"]
+    checks: dict[str, list] = {}
+
+    def check(name, ok, detail=""):
+        checks[name] = [bool(ok), str(detail)]
+
+    before = await _snapshot(host, mm)
+    # 1. SEND with LEN 0: refused (BAD_LENGTH), nothing runs
+    frame = bytes.fromhex("a5030000bd")
+    assert frame == encode_request(SEND, b"")
+    await line.write(frame)
+    got = await _answer(line)
+    check("SEND of no words: BAD_LENGTH", got == (BAD_LENGTH, SEND, b""), got)
+    check("SEND of no words: then healthy", (h := await _health(line, host, 0)) is None, h)
+    # 2-4. every address outside the regions: a WRITE answered OK and ignored, a READ gives 0
+    bad = []
+    for what, addr in addresses_outside(mm, len(spec.layers)):
+        await line.write(encode_request(WRITE, addr.to_bytes(4, "little") + (0x5A5A5A5A ^ addr).to_bytes(4, "little")))
+        w = await _answer(line)
+        await line.write(encode_request(READ, addr.to_bytes(4, "little") + (1).to_bytes(2, "little")))
+        r = await _answer(line)
+        if w != (OK, WRITE, b"") or r != (OK, READ, bytes(4)):
+            bad.append((what, hex(addr), w, r))
+    check("addresses outside: WRITE ignored, READ 0, answered at once", not bad, bad[:4])
+    check("addresses outside: then healthy", (h := await _health(line, host, 0)) is None, h)
+    # a frame broken off after its start byte: TRUNCATED, echoing command 0 (none was received)
+    await line.write(b"\xa5")
+    await line.idle(FRAME_TIMEOUT_BITS + 50)
+    got = await _answer(line)
+    check("start byte alone: TRUNCATED echoing 0", got == (TRUNCATED, 0, b""), got)
+    check("start byte alone: then healthy", (h := await _health(line, host, 0)) is None, h)
+    after = await _snapshot(host, mm)
+    changed = [k for k in before if before[k] != after[k]]
+    check("no register or memory changed", not changed, changed)
+    # padding lanes hold whatever is written and change no result
+    rng = np.random.default_rng(11)
+    check("padding lanes written", True, await _padding_writes(host, mm, rng))
+    golden = Golden(spec, params.copy())
+    try:
+        run = await run_samples(host, samples[:2], learn=True, golden=golden, check_weights="end")
+        check("samples with learning on equal golden", not run.mismatches and run.samples == 2, run.mismatches[:3])
+    except BridgeError as err:  # LinkTimeout too: the chip no longer answers
+        check("samples with learning on equal golden", False, err)
+    (job / "faults.json").write_text(json.dumps(checks))
+    assert all(v[0] for v in checks.values()), "\n".join(f"{k}: {v[1][:300]}" for k, v in checks.items() if not v[0])
+
+
+@cocotb.test()
+async def fuzz(dut):
+    """A seeded stream of malformed and hostile requests (``sim/hostile.py``), each answered as
+    ``hostile.expect`` says and followed by a health check; every so often a real sample is
+    sent and a second SEND arrives while the chip is busy with it. Every weight is compared
+    with golden along the way and at the end, then samples with learning on equal golden."""
+    job, cfg, spec, params, samples = _job()
+    line, host = await _host(dut, cfg, spec, params)
+    mm = cfg["memory_map"]
+    sends = [b"".join(int(w).to_bytes(host.fmt.in_bytes, "little") for w in [label] + list(x)) for x, label in samples]
+    fz = Fuzz(cfg["fuzz_seed"], host.fmt, mm, len(spec.layers), sends)
+    golden = Golden(spec, params.copy())
+    T = spec.timesteps
+    done = 0
+    kinds: dict[str, int] = {}
+    failures: list = []
+    weight_checks = 0
+
+    async def weights_equal_golden(where):
+        nonlocal weight_checks
+        chip = await host.read_params()
+        for i, (a, b) in enumerate(zip(chip.layers, golden.params.layers)):
+            for key, arr in b.arrays().items():
+                if key in a.arrays() and not np.array_equal(a.arrays()[key], arr):
+                    failures.append((where, f"layer{i}.{key} differs from golden"))
+        weight_checks += 1
+
+    for n in range(cfg["fuzz_cases"]):
+        if n % 40 == 20:  # a real sample, and a SEND while the chip is busy with it
+            x, label = samples[(n // 40) % len(samples)]
+            words = [label] + [int(v) for v in x]
+            await host.send(words)
+            await line.write(encode_request(SEND, b"".join(w.to_bytes(host.fmt.in_bytes, "little") for w in words)))
+            got = await _answer(line, 100)
+            if got is not None:
+                failures.append((n, "SEND while busy was answered", got))
+            # the next request aborts the waiting SEND; the chip is still running the first sample
+            await line.write(encode_request(READ, (host.registers["ID"]).to_bytes(4, "little") + (1).to_bytes(2, "little")))
+            got = await _answer(line)
+            if got != (OK, READ, (0x4C534E4E).to_bytes(4, "little")):
+                failures.append((n, "READ after an aborted SEND", got))
+            out = await host.recv(T + 1)
+            rec = golden.run_sample(np.asarray(x), label, learn=True)
+            mask = (1 << host.fmt.out_data) - 1
+            spikes = rec.layers[-1].clf_spikes
+            want = [sum(int(b) << k for k, b in enumerate(spikes[t])) if spikes is not None else 0 for t in range(T)] + [int(rec.decision) | 1 << host.fmt.out_data]
+            if [w & mask for w in out[:-1]] != want[:-1] or out[-1] != want[-1]:
+                failures.append((n, "busy sample: its words differ from golden", [hex(w) for w in out], [hex(w) for w in want]))
+            done += 1
+            kinds["sample, then SEND while busy"] = kinds.get("sample, then SEND while busy", 0) + 1
+        kind, data = fz.case()
+        kinds[kind.split(" ")[0]] = kinds.get(kind.split(" ")[0], 0) + 1
+        e = expect(data, host.fmt)
+        await line.write(data)
+        if kind.startswith("wait"):
+            got = await _answer(line, 100)
+            if got is not None:
+                failures.append((n, kind, "answered with nothing pending", got))
+        elif e.frame is not None and e.status is None:  # runs: a READ of zeros, an ignored WRITE
+            got = await _answer(line)
+            cmd, payload = e.frame
+            want = (OK, READ, bytes(4 * int.from_bytes(payload[4:6], "little"))) if cmd == READ else (OK, cmd, b"")
+            if got != want:
+                failures.append((n, kind, data.hex(), got, want))
+        elif e.status is None:
+            await line.idle(50)
+            if line.received:
+                failures.append((n, kind, data.hex(), "answered", line.drain().hex()))
+        else:
+            got = await _answer(line, FRAME_TIMEOUT_BITS + ANSWER_BITS)
+            if got != (e.status, e.echo, b""):
+                failures.append((n, kind, data.hex(), got, (e.status, e.echo)))
+        h = await _health(line, host, done)
+        if h is not None:
+            failures.append((n, kind, data.hex(), h))
+            break
+        if n % 100 == 99 and n < cfg["fuzz_cases"] - 1:
+            await weights_equal_golden(n)
+    try:
+        await weights_equal_golden("end")
+        run = await run_samples(host, samples[:2], learn=True, golden=golden, check_weights="end")
+    except BridgeError as err:  # LinkTimeout too: the chip no longer answers
+        failures.append(("end", str(err)))
+        run = RunReport(mismatches=[])
+    result = {"cases": cfg["fuzz_cases"], "samples_busy": done, "kinds": kinds, "weight_checks": weight_checks, "failures": [list(map(str, f)) for f in failures],
+              "run": {"samples": run.samples, "mismatches": [list(map(str, m)) for m in run.mismatches]}, "framing_errors": line.framing_errors}
+    (job / "fuzz.json").write_text(json.dumps(result))
+    assert not failures, "\n".join(" | ".join(map(str, f))[:300] for f in failures[:20])
+    assert not run.mismatches and run.samples == 2, run.mismatches[:5]
