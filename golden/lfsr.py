@@ -51,6 +51,16 @@ def stream_seed(master: int, name: str, width: int) -> int:
     return seed or 1
 
 
+def stream_names(layers: int) -> list[str]:
+    """The named streams of a network of ``layers`` layers, in the order the chip's LFSR
+    registers hold them: the encoder's, then per layer its rounding stream and its
+    classifier's."""
+    names = ["encode"]
+    for i in range(layers):
+        names += [f"round:{i}", f"round:{i}.clf"]
+    return names
+
+
 # -- GF(2) matrices as tuples of column words ---------------------------------------------------
 
 

@@ -55,7 +55,7 @@ import scipy.sparse as sp
 
 from localsnn.golden.encode import Encoder, quantize_pixels
 from localsnn.golden.fixed import IntTypes, bits_of, fit, narrow, shift_round, shift_round_inplace
-from localsnn.golden.lfsr import LFSR
+from localsnn.golden.lfsr import LFSR, stream_names
 from localsnn.golden.params import Params, check_params, init_params
 from localsnn.spec import Decay, FixedFormat, NetworkSpec
 
@@ -267,10 +267,7 @@ class Golden:
         """(Re)start every LFSR stream from the spec's master seed (or ``seed``)."""
         master = self.spec.lfsr.seed if seed is None else seed
         width = self.spec.lfsr.width
-        self.streams = {"encode": LFSR.stream(width, master, "encode")}
-        for i in range(len(self.layers)):
-            for name in (f"round:{i}", f"round:{i}.clf"):
-                self.streams[name] = LFSR.stream(width, master, name)
+        self.streams = {name: LFSR.stream(width, master, name) for name in stream_names(len(self.layers))}
         self.encoder = Encoder(self.spec.encoding, self.spec.timesteps, self.streams["encode"])
 
     def stream_states(self) -> dict[str, int]:

@@ -2,7 +2,9 @@
 
 The board's gateware (``localsnn.rtl.bridge``) turns frames on a serial line (8N1 UART) into
 the chip's stream words and register-bus accesses. This module is the other end; it needs
-no Amaranth, only ``pyserial`` for a real port (``pip install localsnn[board]``).
+no Amaranth, only ``pyserial`` for a real port (``pip install localsnn[board]``). What both
+ends agree on (frames, commands, status codes, CRC, registers, memory map) is defined once, in
+:mod:`localsnn.chip`; the names are re-exported here.
 
 Frames (every number little-endian)::
 
@@ -39,146 +41,43 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# the contract of the chip (frames, registers, memory map) is localsnn.chip; the host uses it
+from localsnn.chip import (  # re-exported: the host API's names
+    BridgeError,
+    LinkTimeout,
+    load_host_init,
+    load_weights_if_missing,
+    write_region,
+    BAD_COMMAND,
+    BAD_CRC,
+    BAD_LENGTH,
+    COMMANDS,
+    DECISION,
+    FRAME_TIMEOUT_BITS,
+    ID_WORD,
+    INDEX_BITS,
+    OK,
+    PEEK,
+    READ,
+    RECV,
+    REQUEST_START,
+    RESPONSE_START,
+    SEND,
+    STATUS_NAMES,
+    STEP,
+    TRUNCATED,
+    WRITE,
+    FrameFormat,
+    address,
+    crc8,
+    encode_request,
+    frame_format,
+    lfsr_stream_names,
+    region_elements,
+    to_signed,
+)
+from localsnn.chip import memory_map as chip_memory_map
 from localsnn.errors import LocalsnnError
-
-REQUEST_START = 0xA5
-RESPONSE_START = 0x5A
-
-READ, WRITE, SEND, PEEK, RECV = 0x01, 0x02, 0x03, 0x04, 0x05
-COMMANDS = {READ: "READ", WRITE: "WRITE", SEND: "SEND", PEEK: "PEEK", RECV: "RECV"}
-
-OK, BAD_CRC, BAD_COMMAND, BAD_LENGTH, TRUNCATED = 0, 1, 2, 3, 4
-STATUS_NAMES = {OK: "OK", BAD_CRC: "BAD_CRC", BAD_COMMAND: "BAD_COMMAND", BAD_LENGTH: "BAD_LENGTH", TRUNCATED: "TRUNCATED"}
-
-#: inside a frame, a gap of this many bit times ends it as TRUNCATED
-FRAME_TIMEOUT_BITS = 2000
-#: the largest payload the gateware buffers is at least this (a sample may need more)
-MIN_PAYLOAD = 256
-#: register-bus address layout (as localsnn.rtl.common): addr = region << INDEX_BITS | index
-INDEX_BITS = 22
-STEP, DECISION = 0, 1
-
-
-def region_elements(entry: dict) -> int:
-    """The bus indices a memory-map entry answers: ``rows * row_stride`` for a 2-D memory (row
-    r, column c at ``r * row_stride + c``; columns from ``shape[1]`` up to the stride are
-    padding lanes), ``shape[0]`` for a 1-D one. Every index from there up reads 0 and ignores
-    writes, as every address outside the regions does."""
-    shape = entry["shape"]
-    return shape[0] * entry["row_stride"] if len(shape) == 2 else shape[0]
-#: data width of the register bus: every value the host reads or writes is one such word
-BUS_DATA_BITS = 32
-
-
-def chip_problems(spec, lanes: int = 1) -> list:
-    """What of ``spec`` the chip does not implement, as :class:`~localsnn.errors.SpecError` objects
-    naming the field and the reason (empty: the RTL builds it and equals golden).
-
-    The golden model and the float trainer take every valid spec; the chip also needs
-    ``learning.accumulate = 1`` (it applies every update at the end of its step), every value
-    the host reads or writes over the register bus at most :data:`BUS_DATA_BITS` bits wide,
-    and every memory small enough for the bus's ``INDEX_BITS``-bit element index.
-    """
-    from localsnn.errors import SpecError
-
-    out = []
-    if spec.learning.accumulate != 1:
-        out.append(SpecError("learning.accumulate", f"{spec.learning.accumulate}: the chip applies every weight change at the end of its step; allowed for the RTL: 1 (golden and the float model also take 2 to timesteps)"))
-    wide = []
-    if spec.learning.rule == "fell":
-        wide.append(("learning.trace", spec.learning.trace.width))
-    for i, layer in enumerate(spec.layers):
-        where = f"layers[{i}]"
-        wide += [(f"{where}.weight", layer.weight.width), (f"{where}.neuron.potential", layer.neuron.potential.width), (f"{where}.classifier.weight", layer.classifier.weight.width)]
-        if layer.classifier.kind == "spiking":
-            wide.append((f"{where}.classifier.neuron.potential", layer.classifier.neuron.potential.width))
-        else:
-            # the readout Y never exceeds its worst case (size x |G|), however wide its accumulator
-            (_, _), (y_bits, _) = spec.accumulator_needs(i)
-            wide += [(f"{where}.classifier.feedback", layer.classifier.feedback.width), (f"{where}.classifier.weight (the readout Y = sum of up to {layer.size} of its values)", y_bits)]
-        if layer.neuron.model == "decolle":
-            wide.append((f"{where}.neuron.trace", layer.neuron.trace.width))
-        words = -(-layer.size // lanes) * lanes
-        for name, rows, cols in (("weights", spec.fan_in(i), words), ("classifier weights", layer.size, -(-spec.classes // lanes) * lanes)):
-            if rows * cols > 1 << INDEX_BITS:
-                out.append(SpecError(f"{where}.size", f"{layer.size}: the layer's {name} ({rows} x {cols} elements at {lanes} lanes) exceed the register bus's {1 << INDEX_BITS} elements per memory"))
-    for field, bits in wide:
-        if bits > BUS_DATA_BITS:
-            out.append(SpecError(field, f"{bits} bits is wider than the chip's {BUS_DATA_BITS}-bit register bus, through which the host reads and writes it; allowed for the RTL: up to {BUS_DATA_BITS} bits (golden takes up to 64)"))
-    return out
-
-
-def check_chip(spec, lanes: int = 1) -> None:
-    """Raise the first of :func:`chip_problems` (a SpecError), if any."""
-    problems = chip_problems(spec, lanes)
-    if problems:
-        raise problems[0]
-
-
-def crc8(data: bytes, crc: int = 0) -> int:
-    """CRC-8, polynomial 0x07, MSB first: for each byte, ``crc ^= byte`` then eight times
-    ``crc = (crc << 1) ^ (0x07 if crc & 0x80 else 0)`` (mod 2**8)."""
-    for b in data:
-        crc ^= b
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x07) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
-    return crc
-
-
-def io_widths(spec) -> tuple[int, int]:
-    """(input-stream payload bits, output-stream data bits) of the chip for ``spec``: an input
-    word holds a pixel in the encoding format or a label; an output word holds one spike bit per
-    class or a class index, plus one bit telling STEP (0) from DECISION (1) above them."""
-    C = spec.classes
-    return max(spec.encoding.format.width, C.bit_length()), max(C, max((C - 1).bit_length(), 1))
-
-
-@dataclass(frozen=True)
-class FrameFormat:
-    """The sizes both ends agree on, all derived from the spec (:func:`frame_format`)."""
-
-    in_bytes: int  # bytes of one input-stream word in a SEND payload
-    out_bytes: int  # bytes of one output-stream word in a PEEK / RECV response
-    out_data: int  # bits of an output word below its STEP/DECISION bit
-    max_payload: int  # the largest request payload the gateware buffers
-
-    @property
-    def max_write_words(self) -> int:
-        return (self.max_payload - 4) // 4
-
-    @property
-    def max_send_words(self) -> int:
-        return self.max_payload // self.in_bytes
-
-
-def frame_format(spec) -> FrameFormat:
-    in_width, out_data = io_widths(spec)
-    in_bytes = _pow2(-(-in_width // 8))  # powers of two: the gateware checks sizes with a mask
-    sample = in_bytes * (1 + spec.inputs)  # a label and every pixel in one SEND
-    return FrameFormat(in_bytes=in_bytes, out_bytes=_pow2(-(-(out_data + 1) // 8)), out_data=out_data, max_payload=_pow2(max(MIN_PAYLOAD, sample)))
-
-
-def _pow2(n: int) -> int:
-    return 1 << (n - 1).bit_length()
-
-
-def encode_request(cmd: int, payload: bytes = b"") -> bytes:
-    if len(payload) > 0xFFFF:
-        raise ValueError(f"payload of {len(payload)} bytes: a frame holds at most 65535")
-    body = bytes([cmd, len(payload) & 0xFF, len(payload) >> 8]) + bytes(payload)
-    return bytes([REQUEST_START]) + body + bytes([crc8(body)])
-
-
-class BridgeError(LocalsnnError):
-    """The bridge refused a request or sent a response that does not check out."""
-
-    def __init__(self, message: str, status: int | None = None):
-        super().__init__(message)
-        self.status = status
-
-
-class LinkTimeout(BridgeError):
-    """No (complete) response within the link's timeout."""
 
 
 # -- links: how bytes reach the board -------------------------------------------------------
@@ -391,57 +290,6 @@ class Host:
         return words[-1] & mask, [w & mask for w in words[:-1]]
 
 
-async def write_region(chip, entry: dict, values) -> None:
-    """Write a whole memory region (an entry of the memory map) into ``chip``, a :class:`Host`
-    or any harness ``Chip`` (``write``; ``write_many`` where it has one)."""
-    values = np.asarray(values)
-    if values.shape != tuple(entry["shape"]):
-        raise BridgeError(f"{entry['name']}: values of shape {values.shape}, the memory holds {tuple(entry['shape'])}")
-    base = entry["region"] << INDEX_BITS
-    rows = values[None, :] if values.ndim == 1 else values
-    for r, row in enumerate(rows):  # row by row: the padding lanes keep their zeros
-        addr = base + r * entry.get("row_stride", 0)
-        if hasattr(chip, "write_many"):
-            await chip.write_many(addr, row.tolist())
-        else:
-            for c, v in enumerate(row.tolist()):
-                await chip.write(addr + c, int(v))
-
-
-async def load_host_init(chip, memory_map: list[dict], params) -> list[str]:
-    """Write the memories the chip starts without (``host_init`` in its memory map: the weights
-    of a build with SPRAM) from ``params`` (golden :class:`~localsnn.golden.params.Params`);
-    return their names."""
-    names = []
-    for entry in memory_map:
-        if entry.get("host_init"):
-            layer, key = entry["name"].split(".", 1)
-            await write_region(chip, entry, getattr(params.layers[int(layer.removeprefix("layer"))], key))
-            names.append(entry["name"])
-    return names
-
-
-async def load_weights_if_missing(chip, memory_map: list[dict], params) -> list[str]:
-    """What ``localsnn board run`` does first: if the chip says it has no weights (STATUS bit 1:
-    a build with the weights in SPRAM, none written since reset), write ``params`` into the
-    memories ``memory_map`` marks ``host_init``; return their names ([] when it had them)."""
-    status = await chip.read(memory_map[0]["registers"]["STATUS"]["index"])
-    return await load_host_init(chip, memory_map, params) if status >> 1 & 1 else []
-
-
-def lfsr_stream_names(spec) -> list[str]:
-    """The LFSR streams in register order (as ``localsnn.rtl.top.lfsr_names``)."""
-    names = ["encode"]
-    for i in range(len(spec.layers)):
-        names += [f"round:{i}", f"round:{i}.clf"]
-    return names
-
-
-def to_signed(v: int, bits: int = 32) -> int:
-    v &= (1 << bits) - 1
-    return v - (1 << bits) if v >> (bits - 1) else v
-
-
 # -- a whole run, compared with the golden model ------------------------------------------------
 
 
@@ -525,7 +373,6 @@ def board_run(args, open_link=None) -> int:
     from localsnn.golden import Golden
     from localsnn.golden.encode import quantize_pixels
     from localsnn.golden.params import init_params, load_params, save_params
-    from localsnn.rtl.top import Network
 
     spec = specmod.load(args.config)
     ds = data.load(args.dataset, getattr(args, "data_dir", None))
@@ -537,18 +384,18 @@ def board_run(args, open_link=None) -> int:
     n = min(args.samples, len(xs))
     xq = quantize_pixels(xs[:n], ds.max_value, spec.encoding.format)
     samples = [(xq[k], int(ys[k])) for k in range(n)]
-    memory_map = Network(spec, lanes=args.lanes).memory_map()
+    mm = chip_memory_map(spec, args.lanes)
     link = open_link(args) if open_link is not None else SerialLink(args.port, args.baud)
 
     async def main() -> int:
-        host = Host(link, spec, memory_map)
+        host = Host(link, spec, mm)
         ident = await host.read_register("ID")
-        if ident != 0x4C534E4E:
-            raise BridgeError(f"the board answered, but its ID register reads {ident:#x}, not 0x4c534e4e ('LSNN'): is the localsnn bitstream loaded?")
+        if ident != ID_WORD:
+            raise BridgeError(f"the board answered, but its ID register reads {ident:#x}, not {ID_WORD:#x} ('LSNN'): is the localsnn bitstream loaded?")
         if args.weights:
             await host.write_params(load_params(args.weights, spec))
         else:
-            names = await load_weights_if_missing(host, Network(spec, lanes=args.lanes, spram=True).memory_map(), init_params(spec))
+            names = await load_weights_if_missing(host, chip_memory_map(spec, args.lanes, spram=True), init_params(spec))
             if names:
                 print(f"the bitstream keeps the weights in SPRAM, which starts empty: wrote the spec's initial weights into {', '.join(names)}")
         if args.lr_shift is not None:
@@ -598,8 +445,6 @@ __all__ = [
     "crc8",
     "encode_request",
     "frame_format",
-    "io_widths",
-    "lfsr_stream_names",
     "load_host_init",
     "load_weights_if_missing",
     "run_samples",

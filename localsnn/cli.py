@@ -82,7 +82,7 @@ def cmd_spec(args: argparse.Namespace) -> int:
         raise LocalsnnError(f"'localsnn spec {args.action}' needs a spec FILE (or one of: {', '.join(specmod.builtin_specs())})")
     s = specmod.load(args.file)
     if args.action == "check":
-        from localsnn.board import chip_problems
+        from localsnn.chip import chip_problems
 
         problems = chip_problems(s)
         if not problems:

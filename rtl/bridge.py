@@ -5,7 +5,8 @@ streams and a bus: ports ``rx`` (in, idle high) and ``tx`` (out). ``BoardTop`` p
 amaranth-boards platform's ``uart`` resource, with the baud divisor from the board's clock.
 
 The frame format, the commands and the status codes are defined once, in
-:mod:`localsnn.board` (the host side); this file builds their gateware. A request is buffered
+:mod:`localsnn.chip` (the chip's contract, which the host in :mod:`localsnn.board` uses too);
+this file builds their gateware. A request is buffered
 whole and checked (length, CRC, command, payload size) before anything is applied:
 
 * SOF: bytes other than the start byte are skipped;
@@ -24,13 +25,14 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from amaranth import Cat, Const, Elaboratable, Module, Mux, Signal, Value
+from amaranth import Cat, Const, Elaboratable, Module, Mux, Signal
 from amaranth.lib import io, memory, stream, wiring
+from amaranth.lib.crc import catalog as crc_catalog
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 from localsnn.rtl.top import Network, bus_signature
 
-from localsnn.board import (
+from localsnn.chip import (
     BAD_COMMAND,
     BAD_CRC,
     BAD_LENGTH,
@@ -45,25 +47,13 @@ from localsnn.board import (
     TRUNCATED,
     WRITE,
     FrameFormat,
-    crc8,
     frame_format,
 )
 
 
-def crc8_next(crc: Value, byte: Value) -> Value:
-    """One byte into CRC-8/0x07, MSB first (the twin of :func:`localsnn.board.crc8`):
-    ``c = crc ^ byte``, then eight times ``c = (c << 1) ^ (0x07 if c[7] else 0)``. That map is
-    linear over GF(2), so each output bit is the XOR of the input bits found by pushing each
-    unit vector through :func:`localsnn.board.crc8`."""
-    x = Value.cast(crc ^ byte)[:8]
-    taps = [[i for i in range(8) if crc8(bytes([1 << i])) >> j & 1] for j in range(8)]
-    bits = []
-    for t in taps:
-        v = x[t[0]]
-        for i in t[1:]:
-            v = v ^ x[i]
-        bits.append(v)
-    return Cat(*bits)
+#: the frames' CRC (:func:`localsnn.chip.crc8`: polynomial 0x07, initial value 0, no reflection,
+#: no final XOR) is Amaranth's catalogued CRC-8/SMBUS, one byte per clock
+CRC8 = crc_catalog.CRC8_SMBUS(data_width=8)
 
 
 class UARTRx(wiring.Component):
@@ -152,7 +142,7 @@ class UARTTx(wiring.Component):
 class Bridge(wiring.Component):
     """Frames from ``rx_data`` (bytes) to the chip's ``i`` stream and ``bus``, and from its
     ``o`` stream and ``bus`` back to ``tx_data`` (see the module docstring and
-    :mod:`localsnn.board`)."""
+    :mod:`localsnn.chip`)."""
 
     def __init__(self, fmt: FrameFormat, in_width: int, out_width: int, timeout: int):
         for name, n in (("in_bytes", fmt.in_bytes), ("out_bytes", fmt.out_bytes), ("max_payload", fmt.max_payload)):
@@ -183,8 +173,8 @@ class Bridge(wiring.Component):
         cmd = Signal(8)
         length = Signal(16)
         pos = Signal(16)
-        crc = Signal(8)  # of the request being received
-        tcrc = Signal(8)  # of the response being sent
+        m.submodules.rx_crc = rx_crc = CRC8.create()  # of the request being received
+        m.submodules.tx_crc = tx_crc = CRC8.create()  # of the response being sent
         status = Signal(8)
         addr = Signal(32)
         count = Signal(16)
@@ -205,11 +195,13 @@ class Bridge(wiring.Component):
             m.d.sync += gap.eq(gap + 1)
         timed_out = in_frame & (gap == self.timeout)
 
-        def emit(value, next_state, *, count_crc=True, extra=()):
+        def emit(value, next_state, *, count_crc=True, restart_crc=False, extra=()):
             m.d.comb += [self.tx_data.valid.eq(1), self.tx_data.payload.eq(value)]
             with m.If(self.tx_data.ready):
                 if count_crc:
-                    m.d.sync += tcrc.eq(crc8_next(tcrc, value))
+                    m.d.comb += [tx_crc.valid.eq(1), tx_crc.data.eq(value)]
+                if restart_crc:
+                    m.d.comb += tx_crc.start.eq(1)
                 m.d.sync += list(extra)
                 if next_state is not None:
                     m.next = next_state
@@ -220,7 +212,8 @@ class Bridge(wiring.Component):
 
         def abort_on_new_byte():  # the host gave up waiting: its new request starts here
             with m.If(got):
-                m.d.sync += [crc.eq(0), pos.eq(0), cmd.eq(0)]
+                m.d.comb += rx_crc.start.eq(1)
+                m.d.sync += [pos.eq(0), cmd.eq(0)]
                 m.next = "SOF"
                 with m.If(byte == REQUEST_START):
                     m.next = "HDR"
@@ -234,13 +227,15 @@ class Bridge(wiring.Component):
                 answer(TRUNCATED)
             with m.Elif(got):
                 if checked:
-                    m.d.sync += [crc.eq(crc8_next(crc, byte)), pos.eq(pos + 1)]
+                    m.d.comb += [rx_crc.valid.eq(1), rx_crc.data.eq(byte)]
+                    m.d.sync += pos.eq(pos + 1)
                 yield
 
         with m.FSM(name="bridge") as fsm:
             with m.State("SOF"):
                 with m.If(got & (byte == REQUEST_START)):
-                    m.d.sync += [crc.eq(0), pos.eq(0), cmd.eq(0)]  # cut off before its command: echo 0
+                    m.d.comb += rx_crc.start.eq(1)
+                    m.d.sync += [pos.eq(0), cmd.eq(0)]  # cut off before its command: echo 0
                     m.next = "HDR"
             with m.State("HDR"):
                 with frame_byte():
@@ -272,7 +267,7 @@ class Bridge(wiring.Component):
                         m.next = "CRC"
             with m.State("CRC"):
                 with frame_byte(checked=False):
-                    with m.If(byte != crc):
+                    with m.If(byte != rx_crc.crc):
                         answer(BAD_CRC)
                     with m.Else():
                         m.next = "CHECK"
@@ -351,7 +346,7 @@ class Bridge(wiring.Component):
                 header = Cat(Const(RESPONSE_START, 8), status, cmd, resp_len)
                 hb = header.word_select(k, 8)
                 with m.If(k == 0):
-                    emit(hb, None, count_crc=False, extra=[tcrc.eq(0), k.eq(1)])
+                    emit(hb, None, count_crc=False, restart_crc=True, extra=[k.eq(1)])
                 with m.Else():
                     emit(hb, None, extra=[k.eq(k + 1)])
                     with m.If(self.tx_data.ready & (k == 4)):
@@ -399,7 +394,7 @@ class Bridge(wiring.Component):
                     with m.Else():
                         m.next = "OUT_WAIT"
             with m.State("RESP_CRC"):
-                emit(tcrc, "SOF", count_crc=False)
+                emit(tx_crc.crc, "SOF", count_crc=False)
         self._fsm = fsm
         return m
 
@@ -460,4 +455,4 @@ class BoardTop(Elaboratable):
         return m
 
 
-__all__ = ["BoardTop", "Bridge", "BridgeTop", "UARTRx", "UARTTx", "crc8_next"]
+__all__ = ["CRC8", "BoardTop", "Bridge", "BridgeTop", "UARTRx", "UARTTx"]

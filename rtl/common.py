@@ -7,11 +7,8 @@ from amaranth import Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from localsnn.board import INDEX_BITS  # width of the element index inside one memory region of the register bus
+from localsnn.chip import INDEX_BITS, REGION_BITS  # the register bus's address fields
 from localsnn.rtl.fixed import fmt_shape
-
-#: width of the region number (regions 0..15 are the control registers' and the top's)
-REGION_BITS = 8
 
 
 def dbg_signature() -> wiring.Signature:

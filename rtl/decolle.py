@@ -26,6 +26,7 @@ from __future__ import annotations
 from amaranth import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data
 
+from localsnn.chip import PHASES, SPRAM_KEYS
 from localsnn.golden.params import LayerParams
 from localsnn.rtl.common import LaneMemory
 from localsnn.rtl.fixed import fit, fmt_shape, narrow, shift_round
@@ -37,8 +38,8 @@ from localsnn.spec import NetworkSpec
 
 
 class DecolleLayer(LayerBase):
-    PHASES = ("PLIST", "FWD", "COMPACT", "READOUT", "BACKPROP", "HUPD", "BUPD", "LIVE", "TRACES")
-    SPRAM_KEYS = ("w",)  # the readout G and the feedback H are fixed
+    PHASES = PHASES["decolle"]
+    SPRAM_KEYS = SPRAM_KEYS["decolle"]  # the readout G and the feedback H are fixed
 
     def __init__(self, spec: NetworkSpec, index: int, lanes: int, params: LayerParams, regions: dict[str, int], ev_shape, ev_depth: int, lfsr_seeds: tuple[int, int], spram: bool = False) -> None:
         if spec.layers[index].neuron.model != "decolle":
@@ -48,21 +49,6 @@ class DecolleLayer(LayerBase):
         super().__init__(spec, index, lanes, params, regions, ev_shape, ev_depth, signed(counts_bits), spram)
         self.lfsr_seeds = lfsr_seeds
         self.lfsrs = (LFSR(spec.lfsr.width, lfsr_seeds[0]), None) if self.rule == "decolle" else None
-
-    def _memory_map(self) -> list[dict]:
-        G, L, N, C, i = self.g, self.lanes, self.N, self.C, self.index
-        return [
-            {"name": f"layer{i}.w", "region": self.regions["w"], "shape": [self.fan_in, N], "row_stride": self.wpr * L, "format": G.wfmt.describe(), "writable": True},
-            {"name": f"layer{i}.bias", "region": self.regions["bias"], "shape": [N], "format": G.wfmt.describe(), "writable": True},
-            {"name": f"layer{i}.u", "region": self.regions["u"], "shape": [N], "format": G.neurons.potential.describe(), "writable": True},
-            {"name": f"layer{i}.o", "region": self.regions["o"], "shape": [N], "format": "u1.0", "writable": True},
-            {"name": f"layer{i}.r", "region": self.regions["r"], "shape": [N], "format": G.pfmt.describe(), "writable": True},
-            {"name": f"layer{i}.p", "region": self.regions["p"], "shape": [self.fan_in], "format": G.pfmt.describe(), "writable": True},
-            {"name": f"layer{i}.q", "region": self.regions["q"], "shape": [self.fan_in], "format": G.pfmt.describe(), "writable": True},
-            {"name": f"layer{i}.clf_w", "region": self.regions["cw"], "shape": [N, C], "row_stride": self.cpr * L, "format": G.cfmt.describe(), "writable": True},
-            {"name": f"layer{i}.feedback", "region": self.regions["h"], "shape": [N, C], "row_stride": self.cpr * L, "format": G.hfmt.describe(), "writable": True},
-            {"name": f"layer{i}.y", "region": self.regions["y"], "shape": [C], "format": "readout", "writable": False},
-        ]
 
     def elaborate(self, platform):
         m = Module()

@@ -16,7 +16,8 @@ from amaranth.back import rtlil, verilog
 from amaranth.lib import wiring
 
 from localsnn.golden.params import Params, init_params
-from localsnn.rtl.top import REGISTERS, Network, lfsr_names
+from localsnn.chip import INDEX_BITS, REGISTERS, lfsr_stream_names
+from localsnn.rtl.top import Network
 from localsnn.spec import NetworkSpec, dumps
 
 
@@ -139,9 +140,9 @@ def generate(spec: NetworkSpec, out: str | Path, *, lanes: int = 4, params: Para
             "i": {"payload_width": net.in_width, "protocol": "per sample: the label word (>= classes: no label), then one word per input: the pixel quantized into the encoding format"},
             "o": {"payload_width": 1 + net.out_data, "protocol": f"bit {net.out_data} = 0: a STEP word after each time step, bits 0..{net.spec.classes - 1} = the last classifier's spikes; bit {net.out_data} = 1: the DECISION word, the winning class"},
         },
-        "bus": {"addr_bits": len(net.bus.addr), "protocol": "hold addr (and w_data) with w_en or r_en until ack; r_data is valid with ack; addr = region << 22 | index"},
+        "bus": {"addr_bits": len(net.bus.addr), "protocol": f"hold addr (and w_data) with w_en or r_en until ack; r_data is valid with ack; addr = region << {INDEX_BITS} | index"},
         "registers": {k: {"index": v[0], "access": v[1], "meaning": v[2]} for k, v in REGISTERS.items()},
-        "lfsr_streams": [{"register": REGISTERS["LFSR_BASE"][0] + k, "name": n, "seed": net.seeds[n]} for k, n in enumerate(lfsr_names(spec))],
+        "lfsr_streams": [{"register": REGISTERS["LFSR_BASE"][0] + k, "name": n, "seed": net.seeds[n]} for k, n in enumerate(lfsr_stream_names(spec))],
         "memory_map": net.memory_map(),
         "init_files": {mem: f"init/{mem}.hex" for mem in images},
         "verilog_sha256": hashlib.sha256(text.encode()).hexdigest(),

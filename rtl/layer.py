@@ -7,6 +7,7 @@ from amaranth import Array, Cat, Const, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from localsnn.chip import layer_memory_map
 from localsnn.golden.model import _Layer
 from localsnn.golden.params import LayerParams
 from localsnn.rtl.common import LaneMemory, dbg_signature, log2_exact
@@ -104,13 +105,10 @@ class LayerBase(wiring.Component):
         })
 
     def memory_map(self) -> list[dict]:
-        """The regions of this layer on the register bus (see ``rtl/top.py``); ``host_init``
-        marks the memories the chip starts without, which the host must write first."""
-        out = self._memory_map()  # the engine's
-        for entry in out:
-            if self.spram and entry["region"] in [self.regions[k] for k in self.SPRAM_KEYS]:
-                entry["host_init"] = True
-        return out
+        """The regions of this layer on the register bus (:func:`localsnn.chip.layer_memory_map`);
+        ``host_init`` marks the memories the chip starts without, which the host must write
+        first."""
+        return layer_memory_map(self.spec, self.index, self.lanes, self.spram)
 
     def _weight_memory(self, m: Module, key: str, elem_shape, arr, words_per_row: int) -> LaneMemory:
         """A weight memory (bus key ``key``; a row of ``words_per_row`` words per row of
@@ -179,6 +177,7 @@ class LayerBase(wiring.Component):
         ours = Signal(name="dbg_ours")
         m.d.comb += ours.eq(0)
         mine = {key: mem for key, mem in mems.items() if key in self.regions}
+        self.bus_memories = mine  # what the bus reaches (tests/test_chip.py: = the memory map)
         for key in mine:
             with m.If(dbg.region == self.regions[key]):
                 m.d.comb += ours.eq(1)

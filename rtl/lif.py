@@ -35,6 +35,7 @@ from __future__ import annotations
 from amaranth import Array, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data
 
+from localsnn.chip import PHASES, SPRAM_KEYS
 from localsnn.golden.fixed import bits_of
 from localsnn.golden.params import LayerParams
 from localsnn.rtl.common import LaneMemory
@@ -55,8 +56,8 @@ class LIFLayer(LayerBase):
     ``finish`` runs the end-of-sample cleanup; ``done`` pulses when either is over.
     """
 
-    PHASES = ("FWD", "COMPACT", "CFWD", "LIVE", "CLIVE", "CDRAW", "BACKPROP", "CUPD", "HUPD", "CFTRACE", "FTRACE")
-    SPRAM_KEYS = ("w", "cw")
+    PHASES = PHASES["lif"]
+    SPRAM_KEYS = SPRAM_KEYS["lif"]
 
     def __init__(self, spec: NetworkSpec, index: int, lanes: int, params: LayerParams, regions: dict[str, int], ev_shape, ev_depth: int, lfsr_seeds: tuple[int, int], spram: bool = False) -> None:
         if spec.layers[index].neuron.model != "lif":
@@ -80,25 +81,6 @@ class LIFLayer(LayerBase):
         for the layer's and the classifier's neurons."""
         ls = self.spec.layers[self.index]
         return max(bits_of(self.spec.fell_factor_bound(n)) for n in (ls.neuron, ls.classifier.neuron))
-
-    # -- memory map ----------------------------------------------------------------------------
-
-    def _memory_map(self) -> list[dict]:
-        L, N, C = self.lanes, self.N, self.C
-        out = [
-            {"name": f"layer{self.index}.w", "region": self.regions["w"], "shape": [self.fan_in, N], "row_stride": self.wpr * L, "format": self.g.wfmt.describe(), "writable": True},
-            {"name": f"layer{self.index}.u", "region": self.regions["u"], "shape": [N], "format": self.g.neurons.potential.describe(), "writable": True},
-            {"name": f"layer{self.index}.o", "region": self.regions["o"], "shape": [N], "format": "u1.0", "writable": True},
-            {"name": f"layer{self.index}.clf_w", "region": self.regions["cw"], "shape": [N, C], "row_stride": self.cpr * L, "format": self.g.cfmt.describe(), "writable": True},
-            {"name": f"layer{self.index}.clf_u", "region": self.regions["cu"], "shape": [C], "format": self.g.clf_neurons.potential.describe(), "writable": True},
-            {"name": f"layer{self.index}.clf_o", "region": self.regions["co"], "shape": [C], "format": "u1.0", "writable": True},
-        ]
-        if self.rule == "fell":
-            out += [
-                {"name": f"layer{self.index}.e", "region": self.regions["e"], "shape": [self.fan_in, N], "row_stride": self.wpr * L, "format": self.g.tfmt.describe(), "writable": True},
-                {"name": f"layer{self.index}.clf_e", "region": self.regions["ce"], "shape": [N, C], "row_stride": self.cpr * L, "format": self.g.tfmt.describe(), "writable": True},
-            ]
-        return out
 
     # -- elaboration ---------------------------------------------------------------------------
 

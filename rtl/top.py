@@ -13,8 +13,9 @@ The core waits for ``o`` to take each word, so a host (or a testbench) can hold 
 low and read every potential and weight through the bus between two steps.
 
 Register bus (``bus``): ``addr = region << INDEX_BITS | index``; region 0 holds the control
-registers (:data:`REGISTERS`), regions from 1 the layers' memories, element by element
-(``memory_map()`` lists them; it is also written as JSON by ``localsnn generate``).
+registers, regions from 1 the layers' memories, element by element. The registers, the
+region numbers and the memory map are the chip's contract, :mod:`localsnn.chip`
+(``memory_map()`` returns ``chip.memory_map``; ``localsnn generate`` writes it as JSON).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from amaranth import Array, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from localsnn.board import check_chip, io_widths, lfsr_stream_names, region_elements
+from localsnn.chip import ID_WORD, LAYER_REGIONS, REGISTERS, check_chip, io_widths, layer_regions, lfsr_stream_names, memory_map, region_elements
 from localsnn.golden.lfsr import stream_seed
 from localsnn.golden.params import Params, check_params, init_params
 from localsnn.rtl.common import INDEX_BITS, REGION_BITS, LaneMemory, log2_exact
@@ -32,27 +33,6 @@ from localsnn.rtl.decolle import DecolleLayer
 from localsnn.rtl.lif import LIFLayer
 from localsnn.rtl.loop import Loop
 from localsnn.spec import NetworkSpec
-
-ID_WORD = 0x4C534E4E  # "LSNN"
-
-#: control registers (region 0): name -> (index, access, meaning)
-REGISTERS = {
-    "ID": (0, "r", "0x4C534E4E ('LSNN')"),
-    "CTRL": (1, "rw", "bit 0: learning enabled (reset 1), taken at the start of each sample; bit 1: LOCKSTEP, every step through every layer and out before the next begins (reset 0: layers pipelined over steps)"),
-    "LEARN_MASK": (2, "rw", "bit l: layer l learns (reset: each layer's spec 'learn')"),
-    "LR_SHIFT": (3, "rw", "learning rate 2**-LR_SHIFT (reset: the spec's); writes outside the allowed range are ignored"),
-    "STATUS": (4, "r", "bit 0: running a sample; bit 1: the weights are in memories without initial contents (SPRAM) and no weight has been written since reset: write them first; bits 8..31: samples completed"),
-    "STEP_CYCLES": (5, "r", "clock cycles between the last two STEP words (clocks in which only a STEP word waiting for o is left excluded)"),
-    "SAMPLE_CYCLES": (6, "r", "clock cycles of the time steps of the last sample (as STEP_CYCLES counts them)"),
-    "DECISION": (7, "r", "the last decision"),
-    "STEP": (8, "r", "STEP words of this sample taken so far"),
-    "LFSR_BASE": (16, "rw", "LFSR streams from index 16 in lfsr_names() order: read the state, write a seed"),
-    "PHASE_BASE": (64, "r", "cycles per phase of the last step: 64 + 16*layer + phase"),
-}
-
-#: the memories of a layer on the bus, region = 1 + 16 * layer + position in this tuple
-MEM_KEYS = ("w", "u", "o", "cw", "cu", "co", "e", "ce", "bias", "r", "p", "q", "h", "y")
-
 
 def bus_signature() -> wiring.Signature:
     """The register bus, from the master's side (see the module docstring)."""
@@ -66,7 +46,6 @@ def bus_signature() -> wiring.Signature:
     })
 
 
-lfsr_names = lfsr_stream_names  # the LFSR streams in register order
 
 
 class Network(wiring.Component):
@@ -90,9 +69,8 @@ class Network(wiring.Component):
             "o": Out(stream.Signature(unsigned(1 + self.out_data))),
             "bus": In(bus_signature()),
         })
-        # regions: 1 + 8 * layer + key
-        self.layer_regions = [{k: 1 + 16 * i + n for n, k in enumerate(MEM_KEYS)} for i in range(len(spec.layers))]
-        seeds = {name: stream_seed(spec.lfsr.seed, name, spec.lfsr.width) for name in lfsr_names(spec)}
+        self.layer_regions = [layer_regions(i) for i in range(len(spec.layers))]
+        seeds = {name: stream_seed(spec.lfsr.seed, name, spec.lfsr.width) for name in lfsr_stream_names(spec)}
         self.seeds = seeds
         enc = spec.encoding
         idx0 = max((spec.inputs - 1).bit_length(), 1)
@@ -108,11 +86,9 @@ class Network(wiring.Component):
             self.layers.append(engine(spec, i, lanes, self.params.layers[i], self.layer_regions[i], ev_shape, ev_depth, (seeds[f"round:{i}"], seeds[f"round:{i}.clf"]), spram=spram))
 
     def memory_map(self) -> list[dict]:
-        out = [{"name": "registers", "region": 0, "registers": {k: {"index": v[0], "access": v[1], "meaning": v[2]} for k, v in REGISTERS.items()}}]
-        for i, layer in enumerate(self.layers):
-            out += layer.memory_map()
-            out.append({"name": f"layer{i}.phases", "phases": list(layer.PHASES), "registers_from": REGISTERS["PHASE_BASE"][0] + 16 * i})
-        return out
+        """The bus's memory map (:func:`localsnn.chip.memory_map`; ``tests/test_chip.py`` holds
+        it equal to the memories the layers elaborate)."""
+        return memory_map(self.spec, self.lanes, self.spram)
 
     def elaborate(self, platform):
         m = Module()
@@ -388,7 +364,7 @@ class Network(wiring.Component):
             pbase = REGISTERS["PHASE_BASE"][0]
             for i, layer in enumerate(self.layers):
                 for p in range(len(layer.PHASES)):
-                    with m.Case(pbase + 16 * i + p):
+                    with m.Case(pbase + LAYER_REGIONS * i + p):
                         m.d.comb += rdata.eq(layer.phase_cycles[p])
         layer_rdata = Signal(32)
         layer_ack = Signal()

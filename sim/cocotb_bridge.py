@@ -22,11 +22,11 @@ from localsnn.sim.harness import check_samples
 from localsnn.sim.hostile import Fuzz, addresses_outside, expect
 
 from localsnn import spec as specmod
-from localsnn.board import (
-    BAD_COMMAND,
-    BAD_CRC,
+from localsnn.board import BridgeError, Host, LinkTimeout, RunReport, load_weights_if_missing, run_samples
+from localsnn.chip import (
     BAD_LENGTH,
     FRAME_TIMEOUT_BITS,
+    ID_WORD,
     INDEX_BITS,
     OK,
     READ,
@@ -34,14 +34,8 @@ from localsnn.board import (
     SEND,
     TRUNCATED,
     WRITE,
-    BridgeError,
-    Host,
-    LinkTimeout,
-    RunReport,
     crc8,
     encode_request,
-    load_weights_if_missing,
-    run_samples,
 )
 
 
@@ -74,7 +68,7 @@ async def learning_run(dut):
     compared with golden after every sample and every weight at the end."""
     job, cfg, spec, params, samples = _job()
     line, host = await _host(dut, cfg, spec, params)
-    assert await host.read_register("ID") == 0x4C534E4E
+    assert await host.read_register("ID") == ID_WORD
     golden = Golden(spec, params.copy())
     k = cfg["every_step_samples"]
     rep = await check_samples(host, spec, params, cfg["memory_map"], samples[:k], learn=True, every_step=True, golden=golden)
@@ -176,8 +170,8 @@ async def _health(line: SerialLine, host: Host, samples: int) -> str | None:
         return f"READ of the registers answered {got}"
     words = [int.from_bytes(payload[4 * j:4 * j + 4], "little") for j in range(5)]
     st = words[host.registers["STATUS"]]
-    if words[0] != 0x4C534E4E or st & 1 or st >> 8 != samples:
-        return f"registers {[hex(w) for w in words]} (want ID 0x4c534e4e, idle, {samples} samples)"
+    if words[0] != ID_WORD or st & 1 or st >> 8 != samples:
+        return f"registers {[hex(w) for w in words]} (want ID {ID_WORD:#x}, idle, {samples} samples)"
     return None
 
 
@@ -300,7 +294,7 @@ async def fuzz(dut):
             # the next request aborts the waiting SEND; the chip is still running the first sample
             await line.write(encode_request(READ, (host.registers["ID"]).to_bytes(4, "little") + (1).to_bytes(2, "little")))
             got = await _answer(line)
-            if got != (OK, READ, (0x4C534E4E).to_bytes(4, "little")):
+            if got != (OK, READ, ID_WORD.to_bytes(4, "little")):
                 failures.append((n, "READ after an aborted SEND", got))
             out = await host.recv(T + 1)
             rec = golden.run_sample(np.asarray(x), label, learn=True)

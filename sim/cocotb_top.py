@@ -16,7 +16,7 @@ import cocotb
 import numpy as np
 
 from localsnn import spec as specmod
-from localsnn.board import load_weights_if_missing
+from localsnn.chip import load_weights_if_missing
 from localsnn.golden.params import load_params
 from localsnn.sim.drivers import BusMaster, StreamSink, StreamSource, reset, start_clock
 from localsnn.sim.harness import Mismatch, check_samples

@@ -83,7 +83,7 @@ def random_spec(seed: int, *, chip: bool = True, size_max: int = 24) -> tuple[S.
       exactly as narrow as the worst-case sum allows, saturating and wrapping weights;
     * thresholds of one LSB, ``rho = 0``, negative DECOLLE thresholds, one time step.
     """
-    from localsnn.board import chip_problems
+    from localsnn.chip import chip_problems
 
     d = _Draw(seed)
     wmax = 32 if chip else 64

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from localsnn.board import check_chip
+from localsnn.chip import check_chip
 from localsnn.golden.params import Params, check_params, init_params, save_params
 from localsnn.sim.harness import Mismatch
 from localsnn.spec import NetworkSpec, dumps

@@ -269,7 +269,7 @@ class SerialLine:
     async def read(self, n: int) -> bytes:
         """The next ``n`` bytes from the device; LinkTimeout when they do not come within
         ``timeout_bits`` bit times of the last byte."""
-        from localsnn.board import LinkTimeout
+        from localsnn.chip import LinkTimeout
 
         while len(self.received) < n:
             self._arrived.clear()

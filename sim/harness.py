@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from localsnn.board import DECISION, INDEX_BITS, STEP, io_widths, to_signed
+from localsnn.chip import DECISION, INDEX_BITS, LAYER_REGIONS, STEP, io_widths, to_signed
 from localsnn.golden import Golden, Params
 from localsnn.spec import NetworkSpec
 
@@ -151,7 +151,7 @@ async def check_samples(
                     if g.readout is not None:
                         _check(await read_array(chip, regs[f"layer{i}.y"]), g.readout[t], where, f"layer {i} readout", report)
             report.step_cycles.append(await chip.read(step_cycles_reg))
-            report.phase_cycles.append([[await chip.read(phase_base + 16 * i + p) for p in range(phases[i])] for i in range(nl)])
+            report.phase_cycles.append([[await chip.read(phase_base + LAYER_REGIONS * i + p) for p in range(phases[i])] for i in range(nl)])
             await chip.accept()
             report.steps += 1
         word = await chip.peek()

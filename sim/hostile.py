@@ -17,10 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from localsnn.board import (
+from localsnn.chip import (
     BAD_COMMAND,
     BAD_CRC,
     BAD_LENGTH,
+    BUS_ADDR_BITS,
     INDEX_BITS,
     PEEK,
     READ,
@@ -34,8 +35,6 @@ from localsnn.board import (
     region_elements,
 )
 
-#: bits of the register-bus address; a frame's address has 32
-BUS_ADDR_BITS = 30
 
 
 @dataclass(frozen=True)
@@ -89,7 +88,7 @@ def expect(stream: bytes, fmt: FrameFormat) -> Expected:
 
 
 def region_sizes(memory_map: list[dict]) -> dict[int, int]:
-    """Bus region -> the elements its memory answers (:func:`localsnn.board.region_elements`)."""
+    """Bus region -> the elements its memory answers (:func:`localsnn.chip.region_elements`)."""
     return {e["region"]: region_elements(e) for e in memory_map if e.get("region", 0) != 0}
 
 
@@ -238,4 +237,4 @@ class Fuzz:
         return "wait RECV with nothing pending", encode_request(RECV, int(rng.integers(1, 4)).to_bytes(2, "little"))
 
 
-__all__ = ["BUS_ADDR_BITS", "Expected", "Fuzz", "addresses_outside", "expect", "is_outside", "region_sizes", "size_check"]
+__all__ = ["Expected", "Fuzz", "addresses_outside", "expect", "is_outside", "region_sizes", "size_check"]

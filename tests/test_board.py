@@ -8,19 +8,8 @@ import asyncio
 import pytest
 
 from localsnn import spec as S
-from localsnn.board import (
-    BAD_CRC,
-    OK,
-    READ,
-    RESPONSE_START,
-    BridgeError,
-    Host,
-    LinkTimeout,
-    crc8,
-    encode_request,
-    frame_format,
-    io_widths,
-)
+from localsnn.board import BridgeError, Host, LinkTimeout
+from localsnn.chip import BAD_CRC, OK, READ, RESPONSE_START, crc8, encode_request, frame_format, io_widths
 
 
 def test_crc8_is_the_standard_crc8_0x07():

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from localsnn import spec as S
-from localsnn.board import chip_problems, check_chip
+from localsnn.chip import chip_problems, check_chip
 from localsnn.cli import main
 from localsnn.errors import SpecError
 from localsnn.golden import Golden

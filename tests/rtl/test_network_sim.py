@@ -6,7 +6,8 @@ from __future__ import annotations
 from localsnn import spec as S
 from localsnn.data import load
 from localsnn.golden import Golden
-from localsnn.rtl.top import REGISTERS, Network, lfsr_names
+from localsnn.chip import ID_WORD, REGISTERS, address, lfsr_stream_names
+from localsnn.rtl.top import Network
 from localsnn.sim.amaranth_chip import AmaranthChip, run
 from localsnn.sim.harness import check_samples, to_signed
 from localsnn.sim.configs import matrix_spec
@@ -39,25 +40,25 @@ def test_register_interface():
 
     async def body(ctx):
         chip = AmaranthChip(ctx, net)
-        assert await chip.read(reg["ID"]) == 0x4C534E4E
+        assert await chip.read(reg["ID"]) == ID_WORD
         assert await chip.read(reg["LR_SHIFT"]) == spec.learning.lr_shift
         await chip.write(reg["LR_SHIFT"], hi + 1)  # out of range: ignored
         assert await chip.read(reg["LR_SHIFT"]) == spec.learning.lr_shift
         await chip.write(reg["LR_SHIFT"], lo)
         assert await chip.read(reg["LR_SHIFT"]) == lo
         assert await chip.read(reg["LEARN_MASK"]) == 1
-        names = lfsr_names(spec)
+        names = lfsr_stream_names(spec)
         for k, name in enumerate(names):
             assert await chip.read(reg["LFSR_BASE"] + k) == net.seeds[name]
         await chip.write(reg["LFSR_BASE"] + 1, 12345)
         assert await chip.read(reg["LFSR_BASE"] + 1) == 12345
         # a weight and a potential, written and read back through the memory regions
         w_region = net.layer_regions[0]["w"]
-        addr = (w_region << 22) | (3 * net.layers[0].wpr * 2 + 5)
+        addr = address(w_region, 3 * net.layers[0].wpr * 2 + 5)
         assert to_signed(await chip.read(addr)) == int(g.params.layers[0].w[3, 5])
         await chip.write(addr, -77)
         assert to_signed(await chip.read(addr)) == -77
-        assert await chip.read((60 << 22) | 0) == 0  # no such region: reads 0
+        assert await chip.read(address(60)) == 0  # no such region: reads 0
         assert await chip.read(reg["STATUS"]) & 1 == 0
         return True
 

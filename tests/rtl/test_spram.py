@@ -9,11 +9,12 @@ import pytest
 from amaranth.back import rtlil
 
 from localsnn import spec as S
-from localsnn.board import load_host_init
+from localsnn.chip import load_host_init
 from localsnn.data import load
 from localsnn.golden import Golden
 from localsnn.rtl.generate import strip_host_init
-from localsnn.rtl.top import REGISTERS, Network
+from localsnn.chip import REGISTERS
+from localsnn.rtl.top import Network
 from localsnn.sim.amaranth_chip import AmaranthChip, run
 from localsnn.sim.configs import matrix_spec
 from localsnn.sim.harness import Mismatch, check_samples, read_array, regions
