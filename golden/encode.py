@@ -42,10 +42,13 @@ def rate_spikes(x: np.ndarray, draws: np.ndarray, frac: int) -> np.ndarray:
     return r < x
 
 
-def latency_times(x: np.ndarray, timesteps: int, frac: int) -> np.ndarray:
-    """Spike step ``t_s = floor(T - T*x/2**frac + 1/2)`` per input (``>= T`` means none)."""
+def latency_times(x, timesteps: int, frac: int):
+    """Spike step ``t_s = floor(T - T*x/2**frac + 1/2) = (2T(2**frac - x) + 2**frac) >> (frac + 1)``
+    per input (``>= T`` means none). Only ``+ - * >>``: the same expression for numpy and torch
+    integer arrays (signed, 64-bit: the caller casts) and for the chip's Amaranth values
+    (``rtl/top.py``), so golden, the float model and the RTL compute it once."""
     one = 1 << frac
-    return (2 * timesteps * (one - x.astype(np.int64)) + one) // (2 * one)
+    return (2 * timesteps * (one - x) + one) >> (frac + 1)
 
 
 class Encoder:
@@ -70,7 +73,7 @@ class Encoder:
         if kind == "direct":
             return np.broadcast_to(x[..., None, :], x.shape[:-1] + (T, x.shape[-1]))
         if kind == "latency":
-            ts = latency_times(x, T, self.spec.format.frac)
+            ts = latency_times(np.asarray(x, dtype=np.int64), T, self.spec.format.frac)
             return (ts[..., None, :] == np.arange(T)[:, None]).astype(np.int64)
         lead = x.shape[:-1]
         n = x.shape[-1]

@@ -88,7 +88,7 @@ def _one_step(width: int) -> tuple[int, ...]:
 
 
 @lru_cache(maxsize=None)
-def _power(width: int, k: int) -> tuple[int, ...]:
+def power(width: int, k: int) -> tuple[int, ...]:
     """Columns of ``A**k``, by repeated squaring."""
     result = tuple(1 << b for b in range(width))
     base = _one_step(width)
@@ -121,9 +121,9 @@ def is_maximal(width: int) -> bool:
     """
     identity = tuple(1 << b for b in range(width))
     n = (1 << width) - 1
-    if _power(width, n) != identity:
+    if power(width, n) != identity:
         return False
-    return all(_power(width, n // p) != identity for p in _prime_factors(n))
+    return all(power(width, n // p) != identity for p in _prime_factors(n))
 
 
 @lru_cache(maxsize=64)
@@ -131,12 +131,12 @@ def _draw_table(width: int, n: int) -> np.ndarray:
     """``table[b, k] = B**(k+1) e_b`` with ``B = A**width``: the k-th draw from state ``e_b``."""
     out = np.zeros((width, n), dtype=np.uint64)
     # doubling: knowing draws 1..m from each basis state, draws m+1..2m are B**m of them
-    first = np.array(_power(width, width), dtype=np.uint64)
+    first = np.array(power(width, width), dtype=np.uint64)
     out[:, 0] = first
     filled = 1
     while filled < n:
         m = min(filled, n - filled)
-        jump = _power(width, width * filled)
+        jump = power(width, width * filled)
         block = out[:, :m]
         new = np.zeros_like(block)
         for b in range(width):

@@ -85,7 +85,7 @@ def surrogate(u, theta: int, table: np.ndarray, index_shift: int):
 
 
 @dataclass(frozen=True)
-class _Neurons:
+class NeuronConstants:
     """The integer constants of one population of neurons, taken from the spec once."""
 
     theta: int
@@ -111,8 +111,21 @@ class _Neurons:
         return surrogate(u, self.theta, self.lut, self.lut_shift)
 
 
-class _Layer:
-    """Constants of hidden layer ``index`` and its classifier, derived from the spec."""
+class LayerConstants:
+    """The integer constants of hidden layer ``index`` and its classifier, derived from the spec
+    once: golden computes with them and the RTL (``rtl/layer.py``) sizes and wires its datapath
+    from them, so no shift, width or factor is derived twice. Besides the formats (``wfmt``,
+    ``cfmt``, ``efmt``, ``tfmt``, ``pfmt``, ``hfmt``) and the neuron populations (``neurons``,
+    ``clf_neurons``: :class:`NeuronConstants`):
+
+    * ``err_shift``: the hidden error's narrowing ``delta = R_E(g sigma'(u), err_shift)``, from
+      the fractional bits of the product to the error format's (LIF: ``g`` in
+      ``cfmt.frac + f_s``, DECOLLE: ``H (Y - Yhat)`` in ``hfmt.frac + cfmt.frac``);
+    * ``shift``, ``clf_shift``: the weight-update shifts (``spec.update_shifts()``, learning
+      rate included) and ``shift_base``, ``clf_shift_base``: the same without the learning-rate
+      shift, to which the chip adds its LR_SHIFT register;
+    * :meth:`factor_constants`: FELL's ``c = D(1 - theta lut(u))`` constants.
+    """
 
     def __init__(self, spec: NetworkSpec, index: int, ints: IntTypes | None = None) -> None:
         self.index = index
@@ -140,14 +153,14 @@ class _Layer:
         table = np.array(sur.table, dtype=ints.wide)
         n = ls.neuron
         self.cur_shift = ls.weight.frac + self.in_frac - n.potential.frac
-        self.neurons = _Neurons(n.threshold_int, n.alpha, n.potential, table, n.potential.frac - sur.step_frac, ls.accumulator - self.cur_shift)
+        self.neurons = NeuronConstants(n.threshold_int, n.alpha, n.potential, table, n.potential.frac - sur.step_frac, ls.accumulator - self.cur_shift)
         clf = ls.classifier
         self.clf_kind = clf.kind
         self.cfmt = clf.weight
         if clf.kind == "spiking":
             cn = clf.neuron
             self.clf_cur_shift = clf.weight.frac - cn.potential.frac
-            self.clf_neurons = _Neurons(cn.threshold_int, cn.alpha, cn.potential, table, cn.potential.frac - sur.step_frac, clf.accumulator - self.clf_cur_shift)
+            self.clf_neurons = NeuronConstants(cn.threshold_int, cn.alpha, cn.potential, table, cn.potential.frac - sur.step_frac, clf.accumulator - self.clf_cur_shift)
         else:
             self.hfmt = clf.feedback
         if self.model == "decolle":
@@ -159,6 +172,13 @@ class _Layer:
         shifts = spec.update_shifts()
         self.shift = shifts.get(f"{index}")
         self.clf_shift = shifts.get(f"{index}.clf")
+        lr = spec.learning.lr_shift
+        self.shift_base = self.shift - lr if self.shift is not None else 0
+        self.clf_shift_base = self.clf_shift - lr if self.clf_shift is not None else 0
+        if self.model == "decolle":
+            self.err_shift = self.hfmt.frac + self.cfmt.frac + self.f_s - self.efmt.frac
+        else:
+            self.err_shift = self.cfmt.frac + 2 * self.f_s - self.efmt.frac
         # type of the per-synapse products -delta * pre plus the rounding addend (up to 2**s
         # for an update shift s): derived from the formats and the shifts
         if self.rule == "fell":
@@ -178,6 +198,13 @@ class _Layer:
             # grows with theta * lut_max), plus the rounding addend 2**(f_T - 1)
             self.trace_dtypes = tuple(ints.of(self.tfmt.width + bits_of(spec.fell_factor_bound(nrn)) + 1) for nrn in (n, clf.neuron))
 
+
+    def factor_constants(self, nrn: NeuronConstants) -> tuple[int, int]:
+        """FELL's ``c = R_T(D(1 - theta lut(u[t-1])), shift)``: ``1`` in the product's fractional
+        bits ``f_u + f_s`` (``f_u`` the potential's, ``f_s`` the surrogate's) and the shift
+        from there to the trace format's, for the layer's or the classifier's ``nrn``."""
+        frac = nrn.potential.frac + self.f_s
+        return 1 << frac, frac - self.tfmt.frac
 
 # ---------------------------------------------------------------------------------------------
 # Records and counters
@@ -257,7 +284,7 @@ class Golden:
             fmts = {"w": ls.weight, "bias": ls.weight, "clf_w": ls.classifier.weight, "feedback": ls.classifier.feedback}
             for name, arr in lp.arrays().items():
                 setattr(lp, name, arr.astype(ints.of(fmts[name].width), copy=False))
-        self.layers = [_Layer(spec, i, ints) for i in range(len(spec.layers))]
+        self.layers = [LayerConstants(spec, i, ints) for i in range(len(spec.layers))]
         self.counters = new_counters(len(self.layers))
         self.seed()
 
@@ -359,7 +386,7 @@ class Golden:
         return SampleRecord(label=label, layers=layers, weights=weights, counters=counters, step_counters=step_counters, inputs=inputs if record else None)
 
     @staticmethod
-    def _new_record(L: _Layer, T: int) -> dict[str, np.ndarray | None]:
+    def _new_record(L: LayerConstants, T: int) -> dict[str, np.ndarray | None]:
         C = L.classes
         spiking = L.clf_kind == "spiking"
         return {
@@ -370,7 +397,7 @@ class Golden:
             "readout": None if spiking else np.zeros((T, C), dtype=np.int64),
         }
 
-    def _new_state(self, L: _Layer, lp) -> dict:
+    def _new_state(self, L: LayerConstants, lp) -> dict:
         wide = self.ints.wide
 
         def z(n):
@@ -436,7 +463,7 @@ class Golden:
 
     # .. LIF layer with a spiking classifier (ELL / FELL / none) ...............................
 
-    def _lif_step(self, L: _Layer, lp, st, inp, label, learn, apply_now, c):
+    def _lif_step(self, L: LayerConstants, lp, st, inp, label, learn, apply_now, c):
         nrn, cn = L.neurons, L.clf_neurons
         view, cview = st["view"], st["cview"]
         rows = np.flatnonzero(inp)
@@ -476,7 +503,7 @@ class Golden:
                 c["error_steps"] += 1
                 # delta^l_i = sigma'(u_i) * sum_k w^a_ik delta^a_k  (eq. 6: du^a/do^l = w^a)
                 g = cview.w.astype(self.ints.wide) @ da
-                dl, over = narrow(g * nrn.sg(u), L.cfmt.frac + 2 * L.f_s - L.efmt.frac, L.efmt)
+                dl, over = narrow(g * nrn.sg(u), L.err_shift, L.efmt)
                 c["overflow_error"] += over
                 dl = dl.astype(L.upd_dtype)
                 if L.rule == "ell":
@@ -493,13 +520,13 @@ class Golden:
         st["u"], st["o"], st["cu"], st["co"] = u, o, cu, co
         return o, u, co, cu, None
 
-    def _fell_factor(self, nrn: _Neurons, u_prev, L: _Layer):
+    def _fell_factor(self, nrn: NeuronConstants, u_prev, L: LayerConstants):
         """``c = D(1 - theta lut(u[t-1]))`` in the trace format's fractional bits."""
-        f_u = nrn.potential.frac
-        one_minus = (1 << (f_u + L.f_s)) - nrn.theta * nrn.sg(u_prev)  # frac f_u + f_s
-        return shift_round(leak(one_minus, nrn.decay, L.tfmt.rounding), f_u + L.f_s - L.tfmt.frac, L.tfmt.rounding)
+        one, shift = L.factor_constants(nrn)
+        one_minus = one - nrn.theta * nrn.sg(u_prev)  # frac f_u + f_s
+        return shift_round(leak(one_minus, nrn.decay, L.tfmt.rounding), shift, L.tfmt.rounding)
 
-    def _fell_traces(self, L: _Layer, st, rows, vals, srows, c_l, c_a, c):
+    def _fell_traces(self, L: LayerConstants, st, rows, vals, srows, c_l, c_a, c):
         """Eq. 12: ``e[t] = R_T(e[t-1] * c, f_T) + x[t]`` for the layer and its classifier."""
         if "e" not in st:
             st["e"] = _Traces(L.fan_in, L.size, L.upd_dtype, L.trace_dtypes[0])
@@ -509,7 +536,7 @@ class Golden:
 
     # .. DECOLLE layer with a random readout ...................................................
 
-    def _decolle_step(self, L: _Layer, lp, st, inp, label, learn, apply_now, c):
+    def _decolle_step(self, L: LayerConstants, lp, st, inp, label, learn, apply_now, c):
         nrn = L.neurons
         P, Q, R = st["P"], st["Q"], st["R"]
         rows = np.flatnonzero(P)
@@ -531,7 +558,7 @@ class Golden:
             target[int(label)] = 1 << L.cfmt.frac
             # error_i = sum_k H_ik (Y_k - Yhat_k); delta_i = error_i * sigma'(U_i)   (eq. 8)
             err = lp.feedback.astype(self.ints.wide) @ (Y - target)
-            d, over = narrow(err * nrn.sg(U), L.hfmt.frac + L.cfmt.frac + L.f_s - L.efmt.frac, L.efmt)
+            d, over = narrow(err * nrn.sg(U), L.err_shift, L.efmt)
             c["overflow_error"] += over
             # dW_ji = -eta delta_i P_j ; the bias is a weight on a constant P = 1.0
             raw = np.multiply.outer(P[rows].astype(L.upd_dtype), -d.astype(L.upd_dtype)) if d.any() else None
@@ -547,7 +574,7 @@ class Golden:
         st["P"], st["Q"], st["R"] = Pn, Qn, Rn
         return S, U, None, None, Y
 
-    def _learn_bias(self, L: _Layer, lp, st, d, rand, apply_now, c):
+    def _learn_bias(self, L: LayerConstants, lp, st, d, rand, apply_now, c):
         raw = -(d * L.one_p)
         fmt = L.wfmt
         if self.spec.learning.accumulate > 1:
@@ -681,7 +708,7 @@ class _Traces:
         self.rows = np.zeros(0, dtype=np.int64)
         self.e = np.zeros((0, cols), dtype=dtype)
         self._pos = np.full(n_rows, -1, dtype=np.int64)
-        self.work_dtype = work_dtype  # of e * c (see _Layer.trace_dtypes)
+        self.work_dtype = work_dtype  # of e * c (see LayerConstants.trace_dtypes)
 
     def step(self, factor: np.ndarray, new_rows: np.ndarray, new_vals: np.ndarray, fmt: FixedFormat) -> int:
         """``e = fit_T(R_T(e * factor, f_T) + x)`` with ``x`` (already in trace units) on

@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from localsnn.errors import LocalsnnError
 from localsnn.golden.lfsr import LFSR
 from localsnn.golden.model import COUNTERS, Golden
 from localsnn.golden.params import LayerParams, Params, check_params, save_params
+from localsnn.util import accuracy, atomic_write, plot_history
 from localsnn.spec import NetworkSpec, dumps
 
 
@@ -46,29 +46,9 @@ class EpochMetrics:
     counters: list[dict[str, int]] = field(default_factory=list)
 
 
-def accuracy(counts: np.ndarray, labels: np.ndarray) -> list[float]:
-    """Per-layer accuracy from ``(layers, B, classes)`` decision counts (argmax, lowest index
-    wins a tie)."""
-    return [float(np.mean(np.argmax(c, axis=-1) == labels)) for c in counts]
-
-
-def confusion(counts: np.ndarray, labels: np.ndarray, classes: int) -> np.ndarray:
-    """``(layers, classes, classes)`` confusion matrices, rows = true label."""
-    out = np.zeros((len(counts), classes, classes), dtype=np.int64)
-    for i, c in enumerate(counts):
-        np.add.at(out[i], (labels.astype(np.int64), np.argmax(c, axis=-1)), 1)
-    return out
-
-
 def epoch_order(lfsr: LFSR, n: int) -> np.ndarray:
     """A permutation of ``range(n)``: stable argsort of ``n`` draws."""
     return np.argsort(lfsr.draws(n), kind="stable")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 class Checkpoint:
@@ -93,7 +73,7 @@ class Checkpoint:
         arrays["meta.json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         buf = io.BytesIO()
         np.savez(buf, **arrays)
-        _atomic_write(folder / Checkpoint.NAME, buf.getvalue())
+        atomic_write(folder / Checkpoint.NAME, buf.getvalue())
 
     @staticmethod
     def load(folder: Path, spec: NetworkSpec) -> tuple[Params, dict]:
@@ -118,7 +98,7 @@ class Checkpoint:
 
 
 def _write_metrics(folder: Path, history: list[EpochMetrics], layers: int) -> None:
-    _atomic_write(folder / "metrics.json", json.dumps([asdict(h) for h in history], indent=1).encode())
+    atomic_write(folder / "metrics.json", json.dumps([asdict(h) for h in history], indent=1).encode())
     buf = io.StringIO()
     w = csv.writer(buf)
     header = ["epoch", "seconds", "samples_per_s"]
@@ -130,48 +110,7 @@ def _write_metrics(folder: Path, history: list[EpochMetrics], layers: int) -> No
         for accs in (h.online_train_acc, h.train_acc, h.test_acc):
             row += [f"{a:.4f}" for a in accs] if accs is not None else [""] * layers
         w.writerow(row)
-    _atomic_write(folder / "metrics.csv", buf.getvalue().encode())
-
-
-def pyplot():
-    """``matplotlib.pyplot`` on the file-only Agg backend, or None when matplotlib is missing."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    return plt
-
-
-def save_figure(fig, path: Path) -> Path:
-    """Write ``fig`` to ``path`` (110 dpi) and release it."""
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return path
-
-
-def plot_history(folder: Path, history: list[EpochMetrics], title: str) -> Path | None:
-    """Learning curves of every layer's classifier; None when matplotlib is not installed."""
-    plt = pyplot()
-    if plt is None:
-        return None
-    fig, ax = plt.subplots(figsize=(6, 4))
-    epochs = [h.epoch for h in history]
-    for i in range(len(history[0].test_acc)):
-        ax.plot(epochs, [100 * h.test_acc[i] for h in history], marker="o", label=f"layer {i} test")
-        if history[0].train_acc is not None:
-            ax.plot(epochs, [100 * h.train_acc[i] for h in history], linestyle="--", label=f"layer {i} train")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return save_figure(fig, folder / "learning_curves.png")
+    atomic_write(folder / "metrics.csv", buf.getvalue().encode())
 
 
 def train(

@@ -41,40 +41,32 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# the contract of the chip (frames, registers, memory map) is localsnn.chip; the host uses it
-from localsnn.chip import (  # re-exported: the host API's names
-    BridgeError,
-    LinkTimeout,
-    load_host_init,
-    load_weights_if_missing,
-    write_region,
-    BAD_COMMAND,
-    BAD_CRC,
-    BAD_LENGTH,
+# the chip's contract (frames, registers, memory map, the link's errors) is localsnn.chip
+from localsnn.chip import (
     COMMANDS,
     DECISION,
-    FRAME_TIMEOUT_BITS,
     ID_WORD,
     INDEX_BITS,
     OK,
     PEEK,
     READ,
     RECV,
-    REQUEST_START,
     RESPONSE_START,
     SEND,
     STATUS_NAMES,
     STEP,
-    TRUNCATED,
     WRITE,
+    BridgeError,
     FrameFormat,
-    address,
+    LinkTimeout,
     crc8,
     encode_request,
     frame_format,
     lfsr_stream_names,
-    region_elements,
+    load_host_init,
+    load_weights_if_missing,
     to_signed,
+    write_region,
 )
 from localsnn.chip import memory_map as chip_memory_map
 from localsnn.errors import LocalsnnError

@@ -161,7 +161,7 @@ def cmd_golden(args: argparse.Namespace) -> int:
     # eval
     from localsnn.golden.model import Golden
     from localsnn.golden.params import load_params
-    from localsnn.golden.train import accuracy, confusion
+    from localsnn.util import accuracy, confusion
 
     if not args.weights:
         raise LocalsnnError("'localsnn golden eval' needs --weights FILE (a weights.npz written by 'golden train')")

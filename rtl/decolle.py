@@ -297,7 +297,7 @@ class DecolleLayer(LayerBase):
                 m.d.sync += err_acc.eq(err_total)
                 with m.If(s2.last):
                     u_i = _wire(m, Array([umem.rd.data[k] for k in range(L)])[lane_of(s2.outer)], "back_u")
-                    d, _ = narrow(err_total * _sg(nrn, u_i), G.hfmt.frac + G.cfmt.frac + G.f_s - G.efmt.frac, G.efmt)
+                    d, _ = narrow(err_total * _sg(nrn, u_i), G.err_shift, G.efmt)
                     d = _wire(m, d, "back_d")
                     m.d.comb += lfsr_h.advance.eq(stoch)
                     m.d.comb += [dlmem.wr.addr.eq(word_of(s2.outer)), dlmem.wr.en.eq(Const(1, L) << lane_of(s2.outer))]

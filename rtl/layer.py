@@ -8,7 +8,7 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from localsnn.chip import layer_memory_map
-from localsnn.golden.model import _Layer
+from localsnn.golden.model import LayerConstants
 from localsnn.golden.params import LayerParams
 from localsnn.rtl.common import LaneMemory, dbg_signature, log2_exact
 from localsnn.rtl.neuron import surrogate
@@ -60,7 +60,7 @@ class LayerBase(wiring.Component):
     SPRAM_KEYS: tuple[str, ...] = ()
 
     def __init__(self, spec: NetworkSpec, index: int, lanes: int, params: LayerParams, regions: dict[str, int], ev_shape, ev_depth: int, counts_shape, spram: bool = False) -> None:
-        self.g = G = _Layer(spec, index)
+        self.g = G = LayerConstants(spec, index)
         #: the weights that learning changes (``SPRAM_KEYS``; FELL: also their traces) in
         #: single-port memories without initial contents, for an iCE40UP's SPRAM: the host
         #: writes the weights (``host_init``)
@@ -76,8 +76,7 @@ class LayerBase(wiring.Component):
         self.regions = regions
         self.binary = not G.pixel_input  # the raw input is spikes (value 1), not pixels
         self.rule = spec.learning.rule if spec.layers[index].learn else "none"
-        self.lr_base = {"hid": (G.shift - spec.learning.lr_shift) if G.shift is not None else 0,
-                        "clf": (G.clf_shift - spec.learning.lr_shift) if G.clf_shift is not None else 0}
+        self.lr_base = {"hid": G.shift_base, "clf": G.clf_shift_base}
         self.idx_bits = max((self.N - 1).bit_length(), 1)
         #: the width of the phase cycle counters: a phase is a loop over at most ``words_max``
         #: (index, word) pairs plus a few clocks of pipeline and control; 4x that never overflows

@@ -2,7 +2,7 @@
 
 The register holds the last draw. One golden *draw* advances the Galois register ``width``
 steps: the new state is ``A**width @ state`` over GF(2), a fixed XOR network computed from
-golden's matrices (``golden.lfsr._power``), so a draw takes one clock. That network is the
+golden's matrices (``golden.lfsr.power``), so a draw takes one clock. That network is the
 costly part (about 500 two-input XORs at 32 bits), so streams that never draw in the same clock
 share one: :func:`shared_draw` builds it once over a multiplexer of their states and feeds the
 result to each of them (a layer's ``round:<l>`` and ``round:<l>.clf`` streams draw in different
@@ -15,7 +15,7 @@ from amaranth import Array, Cat, Const, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from localsnn.golden.lfsr import _power
+from localsnn.golden.lfsr import power
 
 
 def gf2_apply(cols: tuple[int, ...], state: Value) -> Value:
@@ -30,7 +30,7 @@ def gf2_apply(cols: tuple[int, ...], state: Value) -> Value:
 
 def draw_network(width: int, state: Value) -> Value:
     """The next draw from ``state``: ``A**width @ state``."""
-    return gf2_apply(_power(width, width), state)
+    return gf2_apply(power(width, width), state)
 
 
 class LFSR(wiring.Component):

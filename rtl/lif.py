@@ -72,9 +72,9 @@ class LIFLayer(LayerBase):
         """FELL's ``c = du[t]/du[t-1] = D(1 - theta lut(u[t-1]))`` in the trace format's
         fractional bits (golden ``_fell_factor``)."""
         G = self.g
-        f_u = neurons.potential.frac
-        one_minus = (1 << (f_u + G.f_s)) - neurons.theta * _sg(neurons, u_old)
-        return shift_round(leak(one_minus, neurons.decay, G.tfmt.rounding), f_u + G.f_s - G.tfmt.frac, G.tfmt.rounding)
+        one, shift = G.factor_constants(neurons)
+        one_minus = one - neurons.theta * _sg(neurons, u_old)
+        return shift_round(leak(one_minus, neurons.decay, G.tfmt.rounding), shift, G.tfmt.rounding)
 
     def _factor_bits(self) -> int:
         """The width of a stored factor c: the spec's bound on |c| (``fell_factor_bound``),
@@ -459,7 +459,7 @@ class LIFLayer(LayerBase):
                 with m.If(s2.last):
                     u_i = _wire(m, Array([umem.rd.data[k] for k in range(L)])[lane_of(s2.outer)], "back_u")
                     g_sg = _wire(m, g_total * _sg(nrn, u_i), "back_g_sg")  # one multiplier: narrow reads it several times
-                    delta, _ = narrow(g_sg, G.cfmt.frac + 2 * G.f_s - G.efmt.frac, G.efmt)
+                    delta, _ = narrow(g_sg, G.err_shift, G.efmt)
                     delta = _wire(m, delta, "back_delta")
                     r = draw
                     m.d.comb += lfsr_h.advance.eq(stoch_h)

@@ -1,4 +1,4 @@
-"""Per-lane neuron arithmetic, as Amaranth expressions, for the golden ``_Neurons`` constants.
+"""Per-lane neuron arithmetic, as Amaranth expressions, for the golden ``NeuronConstants`` constants.
 
 Every function mirrors one golden function line for line (golden/model.py): ``leak``,
 ``leak_complement``, ``surrogate``, ``integrate``; the constants come from golden's derived

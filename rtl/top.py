@@ -25,6 +25,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from localsnn.chip import ID_WORD, LAYER_REGIONS, REGISTERS, check_chip, io_widths, layer_regions, lfsr_stream_names, memory_map, region_elements
+from localsnn.golden.encode import latency_times
 from localsnn.golden.lfsr import stream_seed
 from localsnn.golden.params import Params, check_params, init_params
 from localsnn.rtl.common import INDEX_BITS, REGION_BITS, LaneMemory, log2_exact
@@ -298,10 +299,8 @@ class Network(wiring.Component):
                     m.d.comb += enc_lfsr.advance.eq(1)
                     spike = enc_lfsr.next[:frac] < x
                 else:
-                    # latency (Ma et al. eq. 17): t_s = floor(T - T x / 2**frac + 1/2)
-                    one = 1 << frac
-                    ts = (2 * T * (one - x) + one) >> (frac + 1)
-                    spike = ts == t0
+                    # latency (Ma et al. eq. 17): t_s = floor(T - T x / 2**frac + 1/2), golden's expression
+                    spike = latency_times(x, T, frac) == t0
                 with m.If(spike):
                     m.d.comb += [ev0.wr.addr.eq(ev0_count), ev0.wr.data[0].eq(s1.outer), ev0.wr.en.eq(1)]
                     m.d.sync += ev0_count.eq(ev0_count + 1)

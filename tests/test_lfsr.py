@@ -37,14 +37,14 @@ def test_a_non_maximal_polynomial_is_detected():
         TAPS[8] = 1 << 7
         from localsnn.golden import lfsr
 
-        lfsr._power.cache_clear()
+        lfsr.power.cache_clear()
         lfsr._one_step.cache_clear()
         assert not is_maximal(8)
     finally:
         TAPS[8] = saved
         from localsnn.golden import lfsr
 
-        lfsr._power.cache_clear()
+        lfsr.power.cache_clear()
         lfsr._one_step.cache_clear()
     assert is_maximal(8)
 

@@ -58,9 +58,8 @@ class Encoder:
 
 
 def latency_times_torch(x: torch.Tensor, timesteps: int, frac: int) -> torch.Tensor:
-    """:func:`localsnn.golden.encode.latency_times` in torch (the same integers)."""
-    one = 1 << frac
-    return torch.div(2 * timesteps * (one - x.to(torch.int64)) + one, 2 * one, rounding_mode="floor")
+    """:func:`localsnn.golden.encode.latency_times` on a torch tensor (cast to int64 first)."""
+    return latency_times(x.to(torch.int64), timesteps, frac)
 
 
 __all__ = ["Encoder", "latency_times", "latency_times_torch", "quantize"]

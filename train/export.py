@@ -130,7 +130,7 @@ def export(checkpoint: str | Path, out: str | Path, *, spec: NetworkSpec | None 
     (default: the one the checkpoint was trained on).
     """
     from localsnn.golden.model import Golden
-    from localsnn.golden.train import accuracy
+    from localsnn.util import accuracy
     from localsnn.train import loop
 
     ckpt = loop.load_checkpoint(checkpoint, device)

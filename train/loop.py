@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from localsnn.golden.train import _atomic_write, accuracy, confusion, plot_history, pyplot, save_figure
+from localsnn.util import accuracy, atomic_write, confusion, plot_history, pyplot, save_figure
 from localsnn.train.api import UPDATES, Learner, RuleOptions
 from localsnn.train.encode import Encoder, quantize
 
@@ -289,7 +289,7 @@ class EpochMetrics:
 
 
 def write_metrics(folder: Path, history: list[EpochMetrics]) -> None:
-    _atomic_write(folder / "metrics.json", json.dumps([asdict(h) for h in history], indent=1).encode())
+    atomic_write(folder / "metrics.json", json.dumps([asdict(h) for h in history], indent=1).encode())
     layers = len(history[0].test_acc)
     loss_keys = sorted(history[0].losses)
     buf = io.StringIO()
@@ -300,7 +300,7 @@ def write_metrics(folder: Path, history: list[EpochMetrics]) -> None:
         row += [f"{a:.4f}" for a in h.train_acc] if h.train_acc is not None else [""] * layers
         row += [f"{a:.4f}" for a in h.test_acc]
         w.writerow(row)
-    _atomic_write(folder / "metrics.csv", buf.getvalue().encode())
+    atomic_write(folder / "metrics.csv", buf.getvalue().encode())
 
 
 @dataclass
@@ -331,7 +331,7 @@ def save_checkpoint(folder: Path, *, cfg: TrainConfig, spec: NetworkSpec, epoch:
     }
     buf = io.BytesIO()
     torch.save(state, buf)
-    _atomic_write(folder / CHECKPOINT, buf.getvalue())
+    atomic_write(folder / CHECKPOINT, buf.getvalue())
 
 
 def load_checkpoint(path: str | Path, device="cpu") -> Checkpoint:
@@ -572,7 +572,7 @@ def finish(folder: Path, learner, data: Data, cfg: TrainConfig, spec: NetworkSpe
     labels = data.y_test.cpu().numpy()
     classes = counts.shape[-1]
     cms = confusion(counts, labels, classes)
-    _atomic_write(folder / "confusion.json", json.dumps({"rows": "true label", "columns": "decision", "layers": cms.tolist()}).encode())
+    atomic_write(folder / "confusion.json", json.dumps({"rows": "true label", "columns": "decision", "layers": cms.tolist()}).encode())
     title = f"{spec.name if not cfg.arch else cfg.arch}, {cfg.rule}, {cfg.dataset}"
     plot_history(folder, history, title)
     plot_confusion(folder, cms, f"{title}: test set after epoch {history[-1].epoch}")

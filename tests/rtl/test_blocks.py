@@ -155,13 +155,13 @@ def test_surrogate_lut_and_neuron_step_match_golden():
     import numpy as np
 
     from localsnn import spec as S
-    from localsnn.golden.model import _Layer
+    from localsnn.golden.model import LayerConstants
     from localsnn.golden.model import surrogate as g_surrogate
     from localsnn.rtl.neuron import integrate, surrogate
 
     for name in ("digits", "digits-decolle"):
         spec = S.load(name)
-        G = _Layer(spec, 0)
+        G = LayerConstants(spec, 0)
         nrn = G.neurons
         u = Signal(rfixed.fmt_shape(nrn.potential))
         o = Signal()

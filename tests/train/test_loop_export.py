@@ -17,7 +17,7 @@ from localsnn.golden import Golden, load_params
 from localsnn.golden.encode import Encoder as GoldenEncoder
 from localsnn.golden.encode import latency_times, quantize_pixels
 from localsnn.golden.lfsr import LFSR
-from localsnn.golden.train import accuracy
+from localsnn.util import accuracy
 from localsnn.train import export as X
 from localsnn.train import loop, registry
 from localsnn.train.encode import Encoder, latency_times_torch, quantize

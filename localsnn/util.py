@@ -1,0 +1,77 @@
+"""Helpers shared by the golden trainer (``golden/train.py``), the float trainer (``train/``) and
+the CLI: accuracies from decision counts, atomic file writes, matplotlib figures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def accuracy(counts: np.ndarray, labels: np.ndarray) -> list[float]:
+    """Per-layer accuracy from ``(layers, B, classes)`` decision counts (argmax, lowest index
+    wins a tie)."""
+    return [float(np.mean(np.argmax(c, axis=-1) == labels)) for c in counts]
+
+
+def confusion(counts: np.ndarray, labels: np.ndarray, classes: int) -> np.ndarray:
+    """``(layers, classes, classes)`` confusion matrices, rows = true label."""
+    out = np.zeros((len(counts), classes, classes), dtype=np.int64)
+    for i, c in enumerate(counts):
+        np.add.at(out[i], (labels.astype(np.int64), np.argmax(c, axis=-1)), 1)
+    return out
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file beside it and a rename: a reader
+    (or a run stopped half-way) sees the old file or the new one, never a part."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the file-only Agg backend, or None when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Write ``fig`` to ``path`` (110 dpi) and release it."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+def plot_history(folder: Path, history, title: str) -> Path | None:
+    """Learning curves of every layer's classifier (``history``: per epoch, ``epoch``,
+    ``test_acc`` and ``train_acc`` lists by layer) into ``learning_curves.png``; None when
+    matplotlib is not installed."""
+    plt = pyplot()
+    if plt is None:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    epochs = [h.epoch for h in history]
+    for i in range(len(history[0].test_acc)):
+        ax.plot(epochs, [100 * h.test_acc[i] for h in history], marker="o", label=f"layer {i} test")
+        if history[0].train_acc is not None:
+            ax.plot(epochs, [100 * h.train_acc[i] for h in history], linestyle="--", label=f"layer {i} train")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return save_figure(fig, folder / "learning_curves.png")
+
+
+__all__ = ["accuracy", "atomic_write", "confusion", "plot_history", "pyplot", "save_figure"]
