@@ -17,6 +17,12 @@ optimizer, schedule, torch RNG states, history, the configuration and the spec),
 ``metrics.json`` / ``metrics.csv`` (one row per epoch), ``spec.toml`` (the spec as trained,
 overrides applied), ``config.json``, and at the end ``confusion.json`` and the plots
 ``learning_curves.png``, ``confusion.png``, ``raster.png``.
+
+Observers (:func:`add_observer`) follow a run from outside without changing it: a tool that
+schedules runs within a time budget and records memory (``tools/train_suite.py``) is told when
+the epochs start, when each evaluation begins and ends, and after each checkpoint, where it may
+ask the run to stop (:class:`StopRequested`: ``localsnn train`` then exits as interrupted,
+resumable with ``--resume``).
 """
 
 from __future__ import annotations
@@ -45,6 +51,36 @@ CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
 #: evaluation batches are at least this large (learning off: no per-sample state to keep)
 EVAL_BATCH = 500
+
+
+# --------------------------------------------------------------------------------------------
+# observers
+# --------------------------------------------------------------------------------------------
+
+
+class StopRequested(KeyboardInterrupt):
+    """An observer asked the run to stop after a checkpoint (handled as an interruption)."""
+
+
+_observers: list = []
+
+
+def add_observer(observer) -> Callable[[], None]:
+    """Tell ``observer`` about every run of this process until the returned function removes it.
+
+    It may define any of: ``on_train_start()`` (the learner is built and restored, the epochs
+    begin), ``on_evaluate(begin)`` (an evaluation with learning off begins, ``begin=True``, or
+    ends), ``on_checkpoint(epoch, epochs) -> bool`` (the checkpoint after epoch ``epoch`` of
+    ``epochs`` is written; True stops the run there).
+    """
+    _observers.append(observer)
+    return lambda: _observers.remove(observer)
+
+
+def _notify(event: str, *args) -> bool:
+    """Call ``event`` on every observer that has it; True when any returned True."""
+    answers = [getattr(obs, event)(*args) for obs in list(_observers) if hasattr(obs, event)]
+    return any(bool(a) for a in answers)
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,11 +294,15 @@ def evaluate(learner: Learner, x: torch.Tensor, encoder: Encoder, batch: int, de
     n = len(x)
     bs = max(batch, EVAL_BATCH)
     out: list[list[np.ndarray]] = []
-    with tqdm(total=n, desc=desc, unit="sample", disable=None if progress else True, leave=False) as bar:
-        for k in range(0, n, bs):
-            scores = learner.evaluate(encoder(x[k : k + bs], gen))
-            out.append([s.detach().float().cpu().numpy() for s in scores])
-            bar.update(min(bs, n - k))
+    _notify("on_evaluate", True)
+    try:
+        with tqdm(total=n, desc=desc, unit="sample", disable=None if progress else True, leave=False) as bar:
+            for k in range(0, n, bs):
+                scores = learner.evaluate(encoder(x[k : k + bs], gen))
+                out.append([s.detach().float().cpu().numpy() for s in scores])
+                bar.update(min(bs, n - k))
+    finally:
+        _notify("on_evaluate", False)
     learner.train(was_training)
     return np.stack([np.concatenate([b[i] for b in out]) for i in range(len(out[0]))])
 
@@ -525,6 +565,7 @@ def _epochs(learner, optimizer, scheduler, data: Data, cfg: TrainConfig, spec: N
     from tqdm import tqdm
 
     n = len(data.x_train)
+    _notify("on_train_start")
     for epoch in range(start, epochs):
         learner.train()
         order = torch.randperm(n, generator=generator(cfg.seed, "shuffle", epoch, "cpu")).to(dev)
@@ -564,6 +605,8 @@ def _epochs(learner, optimizer, scheduler, data: Data, cfg: TrainConfig, spec: N
         save_checkpoint(folder, cfg=cfg, spec=spec, epoch=epoch + 1, learner=learner, optimizer=optimizer, scheduler=scheduler, history=history)
         if on_epoch is not None:
             on_epoch(m)
+        if _notify("on_checkpoint", epoch + 1, epochs):
+            raise StopRequested
 
 
 def finish(folder: Path, learner, data: Data, cfg: TrainConfig, spec: NetworkSpec, history: list[EpochMetrics], dev) -> None:

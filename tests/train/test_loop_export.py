@@ -172,6 +172,36 @@ def test_resume_gives_the_uninterrupted_result_bit_for_bit(digits, tmp_path):
     assert all(torch.equal(ck.state["model"][k], a[k]) for k in a)
 
 
+def test_an_observer_follows_a_run_and_can_stop_it_after_a_checkpoint(digits, tmp_path):
+    """The loop's hooks (what tools/train_suite.py uses instead of patching the loop): the epochs
+    start once, every evaluation is bracketed, a stop after epoch 1 of 3 keeps that checkpoint,
+    and the run resumes from it."""
+    spec = S.load("digits")
+    events = []
+
+    class Observer:
+        def on_train_start(self):
+            events.append("start")
+
+        def on_evaluate(self, begin):
+            events.append("eval" if begin else "/eval")
+
+        def on_checkpoint(self, epoch, epochs):
+            events.append(f"ckpt {epoch}/{epochs}")
+            return epoch == 1
+
+    remove = loop.add_observer(Observer())
+    try:
+        with pytest.raises(loop.StopRequested):
+            loop.train(spec, _cfg(limit=100), epochs=3, out=tmp_path, progress=False, ds=digits)
+    finally:
+        remove()
+    assert events == ["start", "eval", "/eval", "ckpt 1/3"]
+    assert loop.load_checkpoint(tmp_path / loop.CHECKPOINT).epoch == 1
+    _, history = loop.train(spec, _cfg(limit=100), epochs=2, out=tmp_path, resume=True, progress=False, ds=digits)
+    assert [h.epoch for h in history] == [1, 2] and events[-1] == "ckpt 1/3"  # removed: told nothing more
+
+
 def test_resume_refuses_another_run_or_a_missing_checkpoint(digits, tmp_path):
     spec = S.load("digits")
     loop.train(spec, _cfg(limit=100), epochs=1, out=tmp_path, progress=False, ds=digits)

@@ -1,21 +1,35 @@
-"""The training suite (train/suite.py): plans, the budget, resume across calls, failures, the
+"""The training suite (tools/train_suite.py, a tool beside the package): plans, the budget, resume across calls, failures, the
 table, bundles and the packed data. On the CPU with the 8x8 digits: each run is the real
 `localsnn train` in a subprocess, one torch thread each."""
 
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from localsnn.train import suite as S
 
 from localsnn import data
 from localsnn import spec as specmod
+
+
+def _load_tool(name: str):
+    """A script of the repository's tools/ folder (not part of the installed package)."""
+    path = Path(__file__).resolve().parents[2] / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+S = _load_tool("train_suite")
 
 FAST = ["--device", "cpu", "--threads", "1", "--min-start-s", "1"]
 

@@ -1,6 +1,6 @@
 """The accuracy runs of the papers as one plan, run in batches on a GPU within a time budget.
 
-``python -m localsnn.train.suite --plan paper --device cuda --budget-s 480 --parallel 4 -o DIR``
+``python tools/train_suite.py --plan paper --device cuda --budget-s 480 --parallel 4 -o DIR``
 
 A *plan* is a list of named runs (:class:`Run`: spec or architecture, rule, dataset, encoding,
 epochs, the optimizer and its schedule, rule options, an accuracy goal). Each run is the real
@@ -54,6 +54,12 @@ import time
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+
+try:  # the installed localsnn, else the checkout this tool sits in (a GPU machine's copy)
+    import localsnn
+except ImportError:  # pragma: no cover - a checkout without an install
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import localsnn
 
 from localsnn.errors import LocalsnnError
 
@@ -339,7 +345,7 @@ def write_specs(runs: list[Run], folder: Path) -> None:
     for key in sorted({r.config for r in runs if r.config in GENERATED_SPECS}):
         path = folder / SPECS_DIR / f"{key}.toml"
         path.parent.mkdir(parents=True, exist_ok=True)
-        text = f"# written by localsnn.train.suite ({GENERATED_SPECS[key].__doc__.split(':')[0].strip()})\n" + specmod.dumps(GENERATED_SPECS[key]())
+        text = f"# written by tools/train_suite.py ({GENERATED_SPECS[key].__doc__.split(':')[0].strip()})\n" + specmod.dumps(GENERATED_SPECS[key]())
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             path.write_text(text, encoding="utf-8")
 
@@ -492,50 +498,43 @@ class MemoryRecorder:
             except OSError:  # the folder may not exist yet (a failing run)
                 pass
 
-    def install(self, loop) -> None:
-        """Wrap the loop's epochs, evaluations and checkpoints (module globals, looked up at
-        call time). With a deadline: after a checkpoint, when the next epoch (timed as the last
-        one, checkpoint to checkpoint, evaluation included) would end after it, stop the run
-        there (KeyboardInterrupt: ``localsnn train`` says "interrupted", exits with 130)."""
-        epochs, evaluate, save = loop._epochs, loop.evaluate, loop.save_checkpoint
+    # -- a loop observer (localsnn.train.loop.add_observer) ---------------------------------
 
-        def _save(*a, **k):
-            out = save(*a, **k)
-            now = time.time()
-            wall, self.mark = now - self.mark, now
-            ep = k.get("epoch")
-            if self.deadline is not None and self.target is not None and isinstance(ep, int) and ep < self.target:
-                need = 1.15 * wall + 2.0 + (0.5 * wall + 3.0 if ep + 1 == self.target else 0.0)
-                left = self.deadline - now
-                if need > left:
-                    self.stopped = f"after epoch {ep}: the next would need ~{need:.0f} s, {max(left, 0.0):.0f} s of the budget were left"
-                    self.write()
-                    print(f"suite: stopped {self.stopped}", file=sys.stderr, flush=True)
-                    raise KeyboardInterrupt
-            return out
+    def on_train_start(self) -> None:
+        c = self._cuda()
+        with self.lock:
+            if c is not None:
+                c[0].synchronize(c[1])
+                self.now["resident"] = max(self.now["resident"], c[0].memory_allocated(c[1]))
+                c[0].reset_peak_memory_stats(c[1])
+            self.phase = "train"
+            self.train_started = self.mark = time.time()
+        self.write()
 
-        def _epochs(*a, **k):
-            c = self._cuda()
-            with self.lock:
-                if c is not None:
-                    c[0].synchronize(c[1])
-                    self.now["resident"] = max(self.now["resident"], c[0].memory_allocated(c[1]))
-                    c[0].reset_peak_memory_stats(c[1])
-                self.phase = "train"
-                self.train_started = self.mark = time.time()
-            self.write()
-            return epochs(*a, **k)
+    def on_evaluate(self, begin: bool) -> None:
+        self.fold(reset=True)
+        if begin:
+            self._before_eval, self.phase = self.phase, "eval"
+        else:
+            prev = getattr(self, "_before_eval", "eval")
+            self.phase = prev if prev != "setup" else "eval"
 
-        def _evaluate(*a, **k):
-            self.fold(reset=True)
-            prev, self.phase = self.phase, "eval"
-            try:
-                return evaluate(*a, **k)
-            finally:
-                self.fold(reset=True)
-                self.phase = prev if prev != "setup" else "eval"
-
-        loop._epochs, loop.evaluate, loop.save_checkpoint = _epochs, _evaluate, _save
+    def on_checkpoint(self, epoch: int, epochs: int) -> bool:
+        """With a deadline: when the next epoch (timed as the last one, checkpoint to
+        checkpoint, evaluation included) would end after it, stop the run here (``localsnn
+        train`` says "interrupted" and exits with 130; the next call resumes it)."""
+        now = time.time()
+        wall, self.mark = now - self.mark, now
+        target = self.target if self.target is not None else epochs
+        if self.deadline is not None and epoch < target:
+            need = 1.15 * wall + 2.0 + (0.5 * wall + 3.0 if epoch + 1 == target else 0.0)
+            left = self.deadline - now
+            if need > left:
+                self.stopped = f"after epoch {epoch}: the next would need ~{need:.0f} s, {max(left, 0.0):.0f} s of the budget were left"
+                self.write()
+                print(f"suite: stopped {self.stopped}", file=sys.stderr, flush=True)
+                return True
+        return False
 
     def watch(self, every_s: float = 2.0) -> None:
         def run():
@@ -548,7 +547,7 @@ class MemoryRecorder:
 def _child(argv: list[str]) -> int:
     """``_child MEMORY.json -- train ARGS...``: ``localsnn.cli.main(ARGS)`` with memory figures."""
     if len(argv) < 3 or argv[1] != "--":
-        print("usage: python -m localsnn.train.suite _child MEMORY.json -- train ARGS...", file=sys.stderr)
+        print("usage: python tools/train_suite.py _child MEMORY.json -- train ARGS...", file=sys.stderr)
         return 2
     mem, args = Path(argv[0]), argv[2:]
     device = args[args.index("--device") + 1] if "--device" in args else "cpu"
@@ -561,7 +560,7 @@ def _child(argv: list[str]) -> int:
 
         from localsnn import cli
 
-        rec.install(loop)
+        loop.add_observer(rec)
         rec.watch()
         rc = cli.main(args)
     except KeyboardInterrupt:  # before cli.main caught it (imports)
@@ -688,7 +687,10 @@ class Suite:
                 f.write(f"\n=== {stamp} localsnn {' '.join(st.argv)}\n")
         env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(self.threads), MKL_NUM_THREADS=str(self.threads))
         env[DEADLINE_ENV] = f"{self.deadline - 1.0:.3f}"  # the run stops itself after a checkpoint (MemoryRecorder)
-        cmd = [sys.executable, "-m", "localsnn.train.suite", "_child", str(Path(run.name) / MEMORY), "--", *st.argv]
+        # the child imports the localsnn this suite runs (installed, or the checkout)
+        home = str(Path(localsnn.__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join([home, *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
+        cmd = [sys.executable, str(Path(__file__).resolve()), "_child", str(Path(run.name) / MEMORY), "--", *st.argv]
         st.stdout = open(st.folder / STDOUT_LOG, "a", encoding="utf-8")  # noqa: SIM115 - open while the run runs, closed in _ended
         st.stderr = open(st.folder / STDERR_LOG, "a", encoding="utf-8")  # noqa: SIM115
         # its own process group: a Ctrl-C at the terminal reaches the suite alone, which then stops
@@ -863,7 +865,7 @@ class Suite:
                 return st
             data = self._data_dir(st.run)
             if data and not Path(data).is_dir():
-                st.status, st.reason = "failed", f"no {data} (python -m localsnn.train.suite --pack-data DIR, then --data-dir DIR)"
+                st.status, st.reason = "failed", f"no {data} (python tools/train_suite.py --pack-data DIR, then --data-dir DIR)"
                 return st
             if self.state_limit and not (st.folder / CHECKPOINT).exists() and self._open_bytes(extra=st) > self.state_limit:
                 st.reason = f"waits: the checkpoints of unfinished runs would pass --state-limit-mb {self.state_limit / MIB:g}"
@@ -1182,7 +1184,7 @@ def unbundle(src: Path, out: Path, log=print) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m localsnn.train.suite", description="Run a plan of 'localsnn train' runs (the papers' accuracy runs) within a time budget, resuming each from its checkpoint; a table of the results.")
+    p = argparse.ArgumentParser(prog="python tools/train_suite.py", description="Run a plan of 'localsnn train' runs (the papers' accuracy runs) within a time budget, resuming each from its checkpoint; a table of the results.")
     p.add_argument("--plan", default="paper", help=f"{', '.join(PLAN_NAMES)}, or a TOML plan file (default paper)")
     p.add_argument("--only", metavar="NAME,...", help="only these runs of the plan")
     p.add_argument("-o", "--out", help="the suite folder: one folder per run, suite.md, suite.json")
