@@ -5,6 +5,7 @@ cannot be found.
 """
 
 import importlib.util
+import json
 import os
 import sys
 import time
@@ -104,6 +105,14 @@ def test_build_is_cached_and_keyed_by_the_verilog(tmp_path, monkeypatch):
 
     other = toy.toy_verilog("toy", toy_id=0x12345679)
     assert runner.build_dir_for(other, "toy", {}) != runner.build_dir_for(text, "toy", {})
+    # another model compiles only itself: Verilator's runtime objects come from the first build
+    third = runner.run_cocotb(other, "toy", TB, tmp_path / "c", extra_env={**env, "INFRA_TOY_ID": "0x12345679"},
+                              testcase="test_registers")
+    assert third.built and third.passed
+    assert not json.loads((first.build_dir / runner._MARKER).read_text())["runtime_reused"]
+    assert json.loads((third.build_dir / runner._MARKER).read_text())["runtime_reused"]
+    log = (third.build_dir / "build.log").read_text()
+    assert "-o verilated_vpi.o" not in log and "-o verilated_vpi.o" in (first.build_dir / "build.log").read_text()
     assert runner.build_dir_for(text, "toy", {"a": 1}) != runner.build_dir_for(text, "toy", {})
     assert runner.build_dir_for(text, "toy", {"a": 1, "b": 2}) == \
         runner.build_dir_for(text, "toy", {"b": 2, "a": 1})
