@@ -16,11 +16,11 @@ from localsnn.rtl.top import Network
 from localsnn.sim.configs import matrix_spec, random_spec
 
 
-def test_the_contract_imports_without_amaranth_and_the_host_without_rtl():
+def test_the_contract_imports_without_amaranth_and_the_host_without_rtl(tmp_path):
     code = ("import sys, localsnn.chip, localsnn.board; "
             "bad = [m for m in sys.modules if m.split('.')[0] == 'amaranth' or m.startswith(('localsnn.rtl', 'localsnn.sim'))]; "
             "assert not bad, bad")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)  # the installed package
 
 
 def _specs():

@@ -55,11 +55,11 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-try:  # the installed localsnn, else the checkout this tool sits in (a GPU machine's copy)
-    import localsnn
-except ImportError:  # pragma: no cover - a checkout without an install
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import localsnn
+try:  # the installed localsnn (an install of the checkout this tool sits in: docs/gpu-runs.md)
+    import localsnn  # noqa: F401 - only whether it is installed
+except ImportError:  # pragma: no cover - depends on the machine
+    sys.exit("tools/train_suite.py: localsnn is not installed; in the checkout run "
+             "`python3 -m pip install --no-deps --no-build-isolation .` first (docs/gpu-runs.md)")
 
 from localsnn.errors import LocalsnnError
 
@@ -687,9 +687,6 @@ class Suite:
                 f.write(f"\n=== {stamp} localsnn {' '.join(st.argv)}\n")
         env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(self.threads), MKL_NUM_THREADS=str(self.threads))
         env[DEADLINE_ENV] = f"{self.deadline - 1.0:.3f}"  # the run stops itself after a checkpoint (MemoryRecorder)
-        # the child imports the localsnn this suite runs (installed, or the checkout)
-        home = str(Path(localsnn.__file__).resolve().parents[1])
-        env["PYTHONPATH"] = os.pathsep.join([home, *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
         cmd = [sys.executable, str(Path(__file__).resolve()), "_child", str(Path(run.name) / MEMORY), "--", *st.argv]
         st.stdout = open(st.folder / STDOUT_LOG, "a", encoding="utf-8")  # noqa: SIM115 - open while the run runs, closed in _ended
         st.stderr = open(st.folder / STDERR_LOG, "a", encoding="utf-8")  # noqa: SIM115
