@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from localsnn import data
+from localsnn import rules as rulesmod
 from localsnn import spec as specmod
 from localsnn.golden.encode import quantize_pixels
 from localsnn.golden.model import Golden
@@ -22,7 +23,8 @@ from localsnn.golden.model import Golden
 GOAL_LEARN = 200.0  # samples/s, online learning (issue: golden model)
 GOAL_INFER = 5000.0  # samples/s, batched inference
 
-SPEC_FOR_RULE = {"ell": "mnist", "fell": "mnist-fell"}
+#: the shipped MNIST spec of every rule that has one (localsnn.rules)
+SPEC_FOR_RULE = {name: rulesmod.rule(name).mnist_spec for name in rulesmod.names(mnist=True)}
 
 
 def _pin(core: int | None) -> str:
@@ -37,8 +39,8 @@ def _pin(core: int | None) -> str:
 def bench_golden(samples: int = 2000, rules: list[str] | None = None, data_dir=None, core: int | None = None) -> dict:
     from threadpoolctl import threadpool_limits
 
-    rules = rules or ["ell", "fell"]
-    unknown = [r for r in rules if r not in SPEC_FOR_RULE]
+    names = list(rules or SPEC_FOR_RULE)
+    unknown = [r for r in names if r not in SPEC_FOR_RULE]
     if unknown:
         from localsnn.errors import LocalsnnError
 
@@ -48,7 +50,7 @@ def bench_golden(samples: int = 2000, rules: list[str] | None = None, data_dir=N
     results: dict[str, float] = {}
     print(f"golden benchmark: MNIST 784-800-10, T = 10, direct input; {pinned}; {platform.processor() or platform.machine()}, numpy {np.__version__}")
     with threadpool_limits(1):
-        for rule in rules:
+        for rule in names:
             s = specmod.load(SPEC_FOR_RULE[rule])
             g = Golden(s)
             x = quantize_pixels(ds.x_train[: samples + 20], ds.max_value, s.encoding.format)

@@ -145,7 +145,8 @@ class LayerConstants:
         self.raw_frac = spec.encoding.format.frac if self.pixel_input else 0
         self.wfmt = ls.weight
         lrn = spec.learning
-        self.rule = lrn.rule
+        self.rule = spec.rule  # the registry's entry (localsnn.rules)
+        self.traces = spec.rule.traces  # FELL's eligibility traces are the presynaptic factor
         self.efmt = lrn.error
         self.tfmt = lrn.trace
         sur = lrn.surrogate
@@ -181,7 +182,7 @@ class LayerConstants:
             self.err_shift = self.cfmt.frac + 2 * self.f_s - self.efmt.frac
         # type of the per-synapse products -delta * pre plus the rounding addend (up to 2**s
         # for an update shift s): derived from the formats and the shifts
-        if self.rule == "fell":
+        if self.traces:
             pre_bits = self.tfmt.width
         elif self.model == "decolle":
             pre_bits = self.pfmt.width + 1
@@ -193,7 +194,7 @@ class LayerConstants:
         addend = {"floor": prod, "nearest": max(prod, sh) + 1, "stochastic": max(prod + 1, sh + 2)}[self.wfmt.rounding]
         # (only a learning layer forms them; the spec checks their widths only then)
         self.upd_dtype = ints.of(max(prod, addend)) if self.shift is not None else ints.wide
-        if self.rule == "fell":
+        if self.traces:
             # FELL's trace products e * c: |c| is bounded by the spec's fell_factor_bound (it
             # grows with theta * lut_max), plus the rounding addend 2**(f_T - 1)
             self.trace_dtypes = tuple(ints.of(self.tfmt.width + bits_of(spec.fell_factor_bound(nrn)) + 1) for nrn in (n, clf.neuron))
@@ -329,7 +330,7 @@ class Golden:
         learn_l = [learn] * nl if isinstance(learn, bool) else list(learn)
         if len(learn_l) != nl:
             raise ValueError(f"learn has {len(learn_l)} entries; the network has {nl} layers")
-        learn_l = [bool(a) and self.spec.layers[i].learn and spec.learning.rule != "none" and label is not None for i, a in enumerate(learn_l)]
+        learn_l = [bool(a) and self.spec.layers[i].learn and spec.rule.learns and label is not None for i, a in enumerate(learn_l)]
         if any(learn_l) and not 0 <= int(label) < spec.classes:
             raise ValueError(f"label {label} is outside 0..{spec.classes - 1}")
         x = np.asarray(x, dtype=np.int64)
@@ -470,7 +471,7 @@ class Golden:
         vals = inp[rows]
         c["input_events"] += len(rows)
         c["synaptic_ops"] += len(rows) * L.size
-        fell = learn and L.rule == "fell"
+        fell = learn and L.traces
         if fell:
             # c_i = du[t]/du[t-1] = D(1 - theta * lut(u[t-1])), computed from the previous potential
             c_l = self._fell_factor(nrn, st["u"], L)
@@ -506,7 +507,7 @@ class Golden:
                 dl, over = narrow(g * nrn.sg(u), L.err_shift, L.efmt)
                 c["overflow_error"] += over
                 dl = dl.astype(L.upd_dtype)
-                if L.rule == "ell":
+                if not L.traces:
                     # dw^a_ik = -eta delta^a_k o^l_i ; dw_ji = -eta delta^l_i x_j
                     crows, craw = srows, -da
                     raw = -dl if not L.pixel_input else np.multiply.outer(vals.astype(L.upd_dtype), -dl)

@@ -135,7 +135,7 @@ def layer_memory_map(spec, i: int, lanes: int, spram: bool = False) -> list[dict
         mem("cu", "clf_u", (c,), ls.classifier.neuron.potential.describe()),
         mem("co", "clf_o", (c,), "u1.0"),
     ]
-    if ls.learn and spec.learning.rule == "fell":
+    if ls.learn and spec.rule.learns and spec.rule.traces:
         t = spec.learning.trace.describe()
         out += [mem("e", "e", (fan_in, n), t, stride_=stride), mem("ce", "clf_e", (n, c), t, stride_=cstride)]
     return out
@@ -174,7 +174,7 @@ def chip_problems(spec, lanes: int = 1) -> list:
     if spec.learning.accumulate != 1:
         out.append(SpecError("learning.accumulate", f"{spec.learning.accumulate}: the chip applies every weight change at the end of its step; allowed for the RTL: 1 (golden and the float model also take 2 to timesteps)"))
     wide = []
-    if spec.learning.rule == "fell":
+    if spec.rule.traces:
         wide.append(("learning.trace", spec.learning.trace.width))
     for i, layer in enumerate(spec.layers):
         where = f"layers[{i}]"

@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+from localsnn import rules as rulesmod
 from localsnn import spec as specmod
 from localsnn.errors import LocalsnnError
 
@@ -44,9 +45,9 @@ def describe_spec(s: specmod.NetworkSpec) -> str:
     lines.append(f"  encoding: {enc.kind}, pixels as {enc.format.describe()} ({enc.format.rounding})")
     lrn = s.learning
     lines.append(f"  learning: rule {lrn.rule}, eta = 2**-{lrn.lr_shift} (allowed lr_shift {'..'.join(map(str, s.lr_shift_range()))}), accumulate {lrn.accumulate} step(s)")
-    if lrn.rule != "none":
+    if s.rule.learns:
         sur = lrn.surrogate
-        lines.append(f"            error {lrn.error.describe()} ({lrn.error.rounding}), " + (f"traces {lrn.trace.describe()} ({lrn.trace.rounding}), " if lrn.rule == "fell" else "") + f"update shifts {s.update_shifts()}")
+        lines.append(f"            error {lrn.error.describe()} ({lrn.error.rounding}), " + (f"traces {lrn.trace.describe()} ({lrn.trace.rounding}), " if s.rule.traces else "") + f"update shifts {s.update_shifts()}")
         head = ", ".join(str(v) for v in sur.table[:8])
         lines.append(f"            surrogate {sur.kind} (width {sur.width}) as a {sur.size}-entry table in {sur.format.describe()}, step 2**-{sur.step_frac}: {head}, ...")
     for i, layer in enumerate(s.layers):
@@ -484,13 +485,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         _need_rtl("bench")
         from localsnn.sim.bench import bench_pipeline, bench_rtl
 
-        rules = args.rules.split(",") if args.rules else ["none", "ell", "fell", "decolle"]
+        rules = args.rules.split(",") if args.rules else list(rulesmod.NAMES)
         bench_rtl(rules=rules, lanes=[int(v) for v in args.lanes.split(",")], samples=min(args.samples, 20))
         bench_pipeline(rules=rules, samples=min(args.samples, 20))
         return 0
     from localsnn.golden.bench import bench_golden
 
-    bench_golden(samples=args.samples, rules=(args.rules or "ell,fell").split(","), data_dir=args.data_dir, core=args.core)
+    bench_golden(samples=args.samples, rules=args.rules.split(",") if args.rules else None, data_dir=args.data_dir, core=args.core)
     return 0
 
 
@@ -561,7 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
     yp.add_argument("--sweep", action="store_true", help="resources and Fmax over hidden sizes, lanes and rules (CSV, markdown, PNG)")
     yp.add_argument("--sizes", help="sweep: comma-separated hidden sizes (default 16,32)")
     yp.add_argument("--lanes-list", help="sweep: comma-separated lane counts (default 1,4)")
-    yp.add_argument("--rules", help="sweep: comma-separated rules (default ell,fell)")
+    yp.add_argument("--rules", help=f"sweep: comma-separated rules (default {','.join(rulesmod.names(learns=True, neuron='lif'))})")
     yp.set_defaults(func=cmd_synth)
 
     kp = sub.add_parser("board", help="talk to the chip on a board through its UART bridge")
@@ -630,7 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
     bp = sub.add_parser("bench", help="benchmarks that print figures")
     bp.add_argument("target", choices=["golden", "rtl", "train"], help="golden: MNIST throughput on one core; rtl: cycles per step against the bound; train: float training throughput and memory of every rule against SpikingJelly and snnTorch")
     bp.add_argument("--samples", type=int, default=2000, help="samples per rule (golden: online learning; rtl: at most 20 test samples)")
-    bp.add_argument("--rules", nargs="+", help="rules, comma- or space-separated (golden: ell,fell; rtl: none,ell,fell,decolle; train: bptt,ell,fell,bell,decolle,tlbptt,spikingjelly,snntorch)")
+    bp.add_argument("--rules", nargs="+", help=f"rules, comma- or space-separated (golden: {','.join(rulesmod.names(mnist=True))}; rtl: {','.join(rulesmod.NAMES)}; train: every float rule of `localsnn train --rule`, spikingjelly, snntorch)")
     bp.add_argument("--lanes", default="1,4,8", help="rtl: comma-separated lane counts")
     bp.add_argument("--data-dir")
     bp.add_argument("--core", type=int, default=None, help="CPU core to pin to (default: the first allowed one)")

@@ -27,6 +27,7 @@ from typing import Any
 
 import tomli_w
 
+from localsnn import rules as _rules
 from localsnn.errors import SpecError
 
 ROUNDINGS = ("floor", "nearest", "stochastic")
@@ -35,7 +36,8 @@ NEURON_MODELS = ("lif", "decolle")
 LEAKS = ("multiply", "shift")
 ENCODINGS = ("direct", "rate", "latency")
 CLASSIFIERS = ("spiking", "random")
-RULES = ("none", "ell", "fell", "decolle")
+#: the on-chip learning rules (:mod:`localsnn.rules`, one entry each)
+RULES = _rules.NAMES
 SURROGATES = ("exp", "rect", "boxcar")
 INIT_KINDS = ("uniform",)
 #: widths of the LFSRs whose maximal-length taps :mod:`localsnn.golden.lfsr` knows
@@ -494,7 +496,7 @@ class LearningSpec:
     eligibility traces.
     """
 
-    rule: str = "ell"
+    rule: str = _rules.DEFAULT
     lr_shift: int = 8
     accumulate: int = 1
     error: FixedFormat = field(default_factory=lambda: _fmt(16, 12, rounding="nearest"))
@@ -578,18 +580,13 @@ class NetworkSpec:
     # -- cross-field checks -------------------------------------------------------------------
 
     def _check_rule(self) -> None:
-        rule = self.learning.rule
+        rule = self.rule
         for i, layer in enumerate(self.layers):
-            where = f"layers[{i}]"
-            if rule == "decolle":
-                if layer.neuron.model != "decolle":
-                    _fail(f"{where}.neuron.model", f"{layer.neuron.model!r}: learning.rule 'decolle' needs 'decolle' neurons")
-            elif rule in ("ell", "fell"):
-                if layer.neuron.model != "lif":
-                    _fail(f"{where}.neuron.model", f"{layer.neuron.model!r}: learning.rule {rule!r} needs 'lif' neurons")
+            if rule.neuron is not None and layer.neuron.model != rule.neuron:
+                _fail(f"layers[{i}].neuron.model", f"{layer.neuron.model!r}: learning.rule {rule.name!r} needs {rule.neuron!r} neurons")
 
     def _check_surrogate_resolution(self) -> None:
-        if self.learning.rule == "none":
+        if not self.rule.learns:
             return
         step = self.learning.surrogate.step_frac
         for i, layer in enumerate(self.layers):
@@ -610,7 +607,7 @@ class NetworkSpec:
             raw = self.encoding.format.frac if i == 0 and not self.encoding.binary else 0
             if layer.neuron.model == "decolle" and layer.neuron.trace.frac < raw:
                 _fail(f"layers[{i}].neuron.trace.frac", f"{layer.neuron.trace.frac} is less than the input's {raw} fractional bits; allowed: {raw} or more")
-            if self.learning.rule == "fell" and self.learning.trace.frac < raw:
+            if self.rule.traces and self.learning.trace.frac < raw:
                 _fail("learning.trace.frac", f"{self.learning.trace.frac} is less than the {raw} fractional bits of layers[{i}]'s input; allowed: {raw} or more")
 
     def _check_work_widths(self) -> None:
@@ -644,14 +641,15 @@ class NetworkSpec:
                     pix = self.encoding.format
                     checks.append((f"layers[{i}].neuron.trace", "the pixel in trace units times (1 - beta)", pix.width + n.trace.frac - pix.frac + 1 + d_bits + 1))
                 checks.append((f"layers[{i}].neuron.trace", "the trace product (1 - alpha) * (Q - P)", n.trace.width + d_bits + 1))
-            if lrn.rule in ("ell", "fell"):
+            rule = self.rule
+            if rule.learns and n.model == "lif":  # the error through the spiking classifier
                 g_bits = clf.weight.width + s_bits + 1 + self.classes.bit_length()
                 # narrowed into the error format by f_wa + 2 f_s - f_E: a left shift where negative
                 left = max(0, lrn.error.frac - clf.weight.frac - 2 * lrn.surrogate.format.frac)
                 checks.append(("learning.surrogate.format", "the hidden error sum_k w^a_ik delta^a_k * sigma'(u_i)" + (f" shifted left by {left} into learning.error" if left else ""), g_bits + s_bits + left))
-                pre_bits = lrn.trace.width if lrn.rule == "fell" else x_max.bit_length() + 1
+                pre_bits = lrn.trace.width if rule.traces else x_max.bit_length() + 1
                 checks.append(("learning.error", "the weight change delta * pre" + acc_what, lrn.error.width + pre_bits + 1 + acc_bits))
-            if lrn.rule == "fell":
+            if rule.traces:
                 pops = [(f"layers[{i}].neuron", n), (f"layers[{i}].classifier.neuron", clf.neuron)]
                 for where, nrn in pops:
                     # one - theta * lut (theta > 0, lut >= 0), then times the decay multiplier
@@ -660,7 +658,7 @@ class NetworkSpec:
                     c_bits = _bits_signed(self.fell_factor_bound(nrn))
                     checks.append(("learning.trace", "the trace product e * c (c = D(1 - theta sigma'(u)), up to "
                                    f"{c_bits} bits with {where}.threshold = {nrn.threshold!r})", lrn.trace.width + c_bits + 1))
-            if lrn.rule == "decolle":
+            if rule.learns and n.model == "decolle":  # the error through the random readout
                 err_bits = clf.feedback.width + layer.size.bit_length() + clf.weight.width + self.classes.bit_length() + 2
                 left = max(0, lrn.error.frac - clf.feedback.frac - clf.weight.frac - lrn.surrogate.format.frac)
                 checks.append((f"layers[{i}].classifier.feedback", "the readout error sum_k H_ik (Y_k - Yhat_k) * sigma'(U_i)" + (f" shifted left by {left} into learning.error" if left else ""), err_bits + s_bits + left))
@@ -726,20 +724,20 @@ class NetworkSpec:
 
     def _update_blocks(self) -> dict[str, tuple[int, FixedFormat]]:
         """``{block: (update shift without lr_shift, weight format)}`` of every learning block."""
-        rule = self.learning.rule
+        rule = self.rule
         lrn = self.learning
         f_s = lrn.surrogate.format.frac
         out: dict[str, tuple[int, FixedFormat]] = {}
-        if rule == "none":
+        if not rule.learns:
             return out
         for i, layer in enumerate(self.layers):
             if not layer.learn:
                 continue
             _, x_frac = self.input_format(i)
-            pre_frac = lrn.trace.frac if rule == "fell" else x_frac
+            pre_frac = lrn.trace.frac if rule.traces else x_frac
             out[f"{i}"] = (lrn.error.frac + pre_frac - layer.weight.frac, layer.weight)
             if layer.classifier.kind == "spiking":
-                pre_frac = lrn.trace.frac if rule == "fell" else 0
+                pre_frac = lrn.trace.frac if rule.traces else 0
                 out[f"{i}.clf"] = (f_s + pre_frac - layer.classifier.weight.frac, layer.classifier.weight)
         return out
 
@@ -788,6 +786,11 @@ class NetworkSpec:
     @property
     def decision_layer(self) -> int:
         return len(self.layers) - 1
+
+    @property
+    def rule(self) -> _rules.Rule:
+        """The registry's entry (:mod:`localsnn.rules`) of ``learning.rule``."""
+        return _rules.rule(self.learning.rule)
 
     def with_rule(self, rule: str) -> "NetworkSpec":
         """A copy with another learning rule (layers must already suit it)."""

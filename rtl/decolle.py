@@ -48,14 +48,14 @@ class DecolleLayer(LayerBase):
         counts_bits = clf.accumulator + spec.timesteps.bit_length() + 1
         super().__init__(spec, index, lanes, params, regions, ev_shape, ev_depth, signed(counts_bits), spram)
         self.lfsr_seeds = lfsr_seeds
-        self.lfsrs = (LFSR(spec.lfsr.width, lfsr_seeds[0]), None) if self.rule == "decolle" else None
+        self.lfsrs = (LFSR(spec.lfsr.width, lfsr_seeds[0]), None) if self.learns else None
 
     def elaborate(self, platform):
         m = Module()
         G, L, N, C = self.g, self.lanes, self.N, self.C
         WPR, CPR = self.wpr, self.cpr
         nrn = G.neurons
-        learns = self.rule == "decolle"
+        learns = self.learns
         word_of = lambda v: v >> self.log2l  # noqa: E731
         lane_of = lambda v: v[: self.log2l] if self.log2l else Const(0, 1)  # noqa: E731
         P_ = G.pfmt

@@ -75,7 +75,10 @@ class LayerBase(wiring.Component):
         self.params = params
         self.regions = regions
         self.binary = not G.pixel_input  # the raw input is spikes (value 1), not pixels
-        self.rule = spec.learning.rule if spec.layers[index].learn else "none"
+        #: whether this layer learns on chip (its rule learns, the spec lets the layer learn), and
+        #: whether its presynaptic factors are eligibility traces (the rule's entry, localsnn.rules)
+        self.learns = spec.rule.learns and spec.layers[index].learn
+        self.traces = self.learns and spec.rule.traces
         self.lr_base = {"hid": G.shift_base, "clf": G.clf_shift_base}
         self.idx_bits = max((self.N - 1).bit_length(), 1)
         #: the width of the phase cycle counters: a phase is a loop over at most ``words_max``

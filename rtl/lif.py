@@ -65,7 +65,7 @@ class LIFLayer(LayerBase):
         super().__init__(spec, index, lanes, params, regions, ev_shape, ev_depth, unsigned((spec.timesteps + 1).bit_length()), spram)
         self.lfsr_seeds = lfsr_seeds
         # the stochastic-rounding streams round:<l> and round:<l>.clf (the top reads and seeds them)
-        self.lfsrs = tuple(LFSR(spec.lfsr.width, seed, shared=True) for seed in lfsr_seeds) if self.rule in ("ell", "fell") else None
+        self.lfsrs = tuple(LFSR(spec.lfsr.width, seed, shared=True) for seed in lfsr_seeds) if self.learns else None
 
 
     def _factor(self, neurons, u_old) -> Value:
@@ -89,8 +89,8 @@ class LIFLayer(LayerBase):
         G, L, N, C = self.g, self.lanes, self.N, self.C
         WPR, CPR = self.wpr, self.cpr
         nrn, cn = G.neurons, G.clf_neurons
-        fell = self.rule == "fell"
-        learns = self.rule in ("ell", "fell")
+        fell = self.traces
+        learns = self.learns
         stoch_h = self.spec.layers[self.index].weight.rounding == "stochastic"
         stoch_c = self.spec.layers[self.index].classifier.weight.rounding == "stochastic"
         lane_of = lambda v: v[: self.log2l] if self.log2l else Const(0, 1)  # noqa: E731

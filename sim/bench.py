@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from localsnn import rules as R
 from localsnn.golden import Golden
 from localsnn.sim.configs import matrix_spec
 from localsnn.sim.cosim import cosimulate
@@ -48,13 +49,13 @@ def layer_bounds(spec, golden: Golden, rec, lanes: int, learn: bool = True) -> l
             wpr, cpr = _ceil(N, lanes), _ceil(C, lanes)
             n_in = int(np.count_nonzero(x))
             spk = d["spikes"]
-            learns = learn and spec.learning.rule != "none" and spec.layers[i].learn and rec.label is not None
+            learns = learn and spec.rule.learns and spec.layers[i].learn and rec.label is not None
             err = d["error_steps"] > 0
             if L.model == "lif":
                 total += wpr * max(d["input_events"], 1)  # FWD: the rows of w of the active inputs
                 total += max(wpr, spk)  # COMPACT: spike bits read, spike list written
                 total += cpr * max(spk, 1)  # CFWD: classifier rows of the spikes
-                if learns and spec.learning.rule == "fell":
+                if learns and spec.rule.traces:
                     seen[i] |= x != 0
                     fired[i] |= rec.layers[i].spikes[t] != 0
                     total += n_in + spk  # LIVE, CLIVE: one stamp per event
@@ -76,7 +77,7 @@ def layer_bounds(spec, golden: Golden, rec, lanes: int, learn: bool = True) -> l
     return out
 
 
-def bench_rtl(rules=("none", "ell", "fell", "decolle"), lanes=(1, 4, 8), samples: int = 4, encoding: str = "direct") -> list[dict]:
+def bench_rtl(rules=R.NAMES, lanes=(1, 4, 8), samples: int = 4, encoding: str = "direct") -> list[dict]:
     """Print and return, per rule and lanes, measured and bound cycles per time step."""
     from localsnn.data import load
 
@@ -107,7 +108,7 @@ def bench_rtl(rules=("none", "ell", "fell", "decolle"), lanes=(1, 4, 8), samples
     return rows
 
 
-def bench_pipeline(rules=("none", "ell", "fell", "decolle"), lanes: int = 4, samples: int = 4, encoding: str = "direct") -> list[dict]:
+def bench_pipeline(rules=R.NAMES, lanes: int = 4, samples: int = 4, encoding: str = "direct") -> list[dict]:
     """Two hidden layers (64-24-16-10): cycles per step with the layers in LOCKSTEP and
     pipelined over the steps, beside their bounds: the sum of the layers' bounds, and the
     busiest layer's steps of a sample spread over its steps (a pipeline cannot do better)."""

@@ -8,19 +8,20 @@ import random
 
 import numpy as np
 
+from localsnn import rules as R
 from localsnn import spec as S
 from localsnn.errors import SpecError
 
 F = S.FixedFormat
-RULES = ("none", "ell", "fell", "decolle")
+RULES = R.NAMES
 ENCODINGS = ("direct", "rate", "latency")
 
 
 def matrix_spec(rule: str, encoding: str, net: str) -> S.NetworkSpec:
-    """``net = "digits"``: the shipped 64-64-10 digits spec of the rule (``digits`` for ELL and
-    none, ``digits-fell``, ``digits-decolle``); ``net = "two"``: the same neurons and formats
-    as 64-24-16-10 with two hidden layers, T = 6."""
-    base = S.load({"ell": "digits", "none": "digits", "fell": "digits-fell", "decolle": "digits-decolle"}[rule])
+    """``net = "digits"``: the shipped 64-64-10 digits spec of the rule (its registry entry's
+    ``digits_spec``); ``net = "two"``: the same neurons and formats as 64-24-16-10 with two
+    hidden layers, T = 6."""
+    base = S.load(R.rule(rule).digits_spec)
     base = dataclasses.replace(base, encoding=dataclasses.replace(base.encoding, kind=encoding), learning=dataclasses.replace(base.learning, rule=rule))
     if net == "digits":
         return dataclasses.replace(base, name=f"digits-{rule}-{encoding}")
@@ -89,7 +90,7 @@ def random_spec(seed: int, *, chip: bool = True, size_max: int = 24) -> tuple[S.
     wmax = 32 if chip else 64
     for _attempt in range(2000):
         rule = d.choice(RULES)
-        model = "decolle" if rule == "decolle" else (d.choice(("lif", "lif", "decolle")) if rule == "none" else "lif")
+        model = R.rule(rule).neuron or d.choice(("lif", "lif", "decolle"))  # a rule's own model, or any
         enc = d.choice(ENCODINGS + ("direct",))
         n_layers = d.choice((1, 1, 2, 2, 3))
         inputs = d.int(1, 40)
@@ -144,10 +145,10 @@ def random_spec(seed: int, *, chip: bool = True, size_max: int = 24) -> tuple[S.
             continue
         # learning-rate shift at either end of its range, or between
         try:
-            probe = S.NetworkSpec(name=f"random-{seed}", inputs=inputs, classes=classes, timesteps=T, encoding=encoding, layers=layers, lfsr=lfsr, learning=S.LearningSpec(rule="none", error=error, trace=trace, surrogate=surrogate))
+            probe = S.NetworkSpec(name=f"random-{seed}", inputs=inputs, classes=classes, timesteps=T, encoding=encoding, layers=layers, lfsr=lfsr, learning=S.LearningSpec(rule=R.NONE, error=error, trace=trace, surrogate=surrogate))
         except SpecError:
             continue
-        if rule != "none":
+        if R.rule(rule).learns:
             try:
                 lo, hi = _range_of(probe, rule)
             except SpecError:

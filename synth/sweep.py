@@ -13,16 +13,17 @@ from localsnn.synth.boards import resolve_board
 from localsnn.synth.flow import build
 from localsnn.synth.report import DoesNotFitError, label
 
+from localsnn import rules as rulesmod
 from localsnn import spec as specmod
 from localsnn.errors import LocalsnnError, SpecError
 
 #: the defaults: small enough to finish in about half an hour on two cores
 DEFAULT_SIZES = (16, 32)
 DEFAULT_LANES = (1, 4)
-DEFAULT_RULES = ("ell", "fell")
+DEFAULT_RULES = rulesmod.names(learns=True, neuron="lif")
 
-#: the shipped spec each rule starts from (its formats suit the rule)
-BASE_SPECS = {"ell": "digits", "fell": "digits-fell", "none": "digits", "decolle": "digits-decolle"}
+#: the shipped spec each rule starts from (its formats suit the rule: localsnn.rules)
+BASE_SPECS = {r.name: r.digits_spec for r in rulesmod.RULES.values()}
 
 #: the logic resource of a family the sweep plots
 LOGIC = {"ice40": "ICESTORM_LC", "ecp5": "TRELLIS_COMB"}
