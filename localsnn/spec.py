@@ -437,6 +437,23 @@ class EncodingSpec:
         return self.kind != "direct"
 
 
+def surrogate_function(kind: str, width: float, x: Any, exp: Any = math.exp, indicator: Any = float) -> Any:
+    """The surrogate derivative ``sigma'`` at distance ``x = |u - theta| >= 0`` from the threshold
+    (:class:`SurrogateSpec`), the one definition the table (floats: ``math.exp``, ``float``) and
+    the float learners (tensors: ``torch.exp`` and a cast of the comparison to the potential's
+    dtype) evaluate:
+
+    - ``exp``:    ``exp(-x / width)``                 (Ma et al. eq. 7 with ``width = 1``)
+    - ``rect``:   ``[x < width / 2] / width``         (Guo et al.)
+    - ``boxcar``: ``[x <= width / 2]``                (Kaiser et al., DECOLLE, ``width = 1``)
+    """
+    if kind == "exp":
+        return exp(-x / width)
+    if kind == "rect":
+        return indicator(x < width / 2) / width
+    return indicator(x <= width / 2)
+
+
 @dataclass(frozen=True)
 class SurrogateSpec:
     """The surrogate derivative ``sigma'(u)`` as a lookup table over ``x = |u - theta|``.
@@ -468,11 +485,7 @@ class SurrogateSpec:
 
     def function(self, x: float) -> float:
         """The surrogate at distance ``x = |u - theta| >= 0`` from the threshold, in float."""
-        if self.kind == "exp":
-            return math.exp(-x / self.width)
-        if self.kind == "rect":
-            return 1.0 / self.width if x < self.width / 2 else 0.0
-        return 1.0 if x <= self.width / 2 else 0.0
+        return surrogate_function(self.kind, self.width, x)
 
     @cached_property
     def table(self) -> tuple[int, ...]:

@@ -9,7 +9,8 @@ a weight times an input; decays ``d`` are dimensionless per-step factors; spikes
     o[t] = [u[t] >= theta]
 
 **Surrogate** ``sigma'(u) = do/du`` as a function of ``x = |u - theta|`` (the spec's
-:class:`~localsnn.spec.SurrogateSpec` kinds, in float instead of a lookup table):
+:class:`~localsnn.spec.SurrogateSpec` kinds; one definition, :func:`localsnn.spec.surrogate_function`,
+evaluated on tensors instead of rounded into a lookup table):
 
 * ``exp``    ``exp(-x / width)``               (Ma eq. 7 with ``width = 1``)
 * ``rect``   ``1/width`` where ``x < width/2``   (Guo et al.)
@@ -40,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from localsnn.errors import LocalsnnError
-from localsnn.spec import SURROGATES
+from localsnn.spec import SURROGATES, surrogate_function
 
 
 class LearnerError(LocalsnnError, ValueError):
@@ -68,12 +69,8 @@ class Surrogate(NamedTuple):
     width: float = 1.0
 
     def __call__(self, u: torch.Tensor, theta: float) -> torch.Tensor:
-        x = (u - theta).abs()
-        if self.kind == "exp":
-            return torch.exp(-x / self.width)  # Ma eq. 7
-        if self.kind == "rect":
-            return (x < self.width / 2).to(u.dtype) / self.width
-        return (x <= self.width / 2).to(u.dtype)
+        # the spec's one definition (localsnn.spec.surrogate_function), on tensors of u's dtype
+        return surrogate_function(self.kind, self.width, (u - theta).abs(), exp=torch.exp, indicator=lambda c: c.to(u.dtype))
 
 
 def make_surrogate(kind: str, width: float) -> Surrogate:
