@@ -134,6 +134,13 @@ class LayerBase(wiring.Component):
         longest."""
         return len(self.PHASES) * self.words_max
 
+    def _lane_fns(self):
+        """``(word_of, lane_of)``: the memory word and the lane of a neuron (or class) index at
+        this layer's lanes (``lane_of`` is a constant 0 at one lane)."""
+        word_of = lambda v: v >> self.log2l  # noqa: E731
+        lane_of = lambda v: v[: self.log2l] if self.log2l else Const(0, 1)  # noqa: E731
+        return word_of, lane_of
+
     def _spike_list(self, m: Module):
         """The spike list in two banks, one per step parity: while this layer computes step t
         into bank ``t mod 2``, the next layer can still read its step t-1 from the other bank

@@ -424,12 +424,6 @@ class LIFLayer(LayerBase):
                     m.d.comb += [b.clsmem.wr.addr.eq(s2.outer), b.clsmem.wr.en.eq(Const(-1, L))]
         m.d.comb += self.clf_spikes.eq(b.spikes_now)
 
-    def _lane_fns(self):
-        """(word of an index, lane of an index) at this layer's lanes."""
-        word_of = lambda v: v >> self.log2l  # noqa: E731
-        lane_of = lambda v: v[: self.log2l] if self.log2l else Const(0, 1)  # noqa: E731
-        return word_of, lane_of
-
     def _cdraw(self, m, b) -> None:
         """CDRAW: one ``round:<l>.clf`` draw per class, in class order; ELL: the classifier change
         ``R(-delta^a_k)``, the same for every spiking row, by one rounding unit (one class per clock)."""
