@@ -36,6 +36,15 @@ def test_no_second_name(name, tmp_path):
     assert out.returncode != 0 and "ModuleNotFoundError" in out.stderr, (name, out.stdout, out.stderr)
 
 
+def test_started_in_the_checkout_root_it_works_or_says_why():
+    """Python started in the repository root finds the checkout's ``localsnn/`` folder first:
+    either an editable install's import hook supplies the sub-packages, or the import stops
+    with a message saying what happened and what to do (not a ModuleNotFoundError later)."""
+    root = Path(__file__).resolve().parents[1]
+    out = _run("import localsnn.golden.model", root)
+    assert out.returncode == 0 or ("hides the installed package" in out.stderr and "-P" in out.stderr), out.stderr
+
+
 def test_every_module_has_one_file_and_one_name(tmp_path):
     """Each sub-package is found where the install put it, under ``localsnn``'s own location
     (a wheel) or at the checkout's top-level folder (an editable install), never twice."""
