@@ -33,11 +33,11 @@ class Rule:
     neuron
         The neuron model (:data:`localsnn.spec.NEURON_MODELS`) every layer must run under this
         rule; ``None``: any. The model decides the error's path: ``lif`` layers feed their error
-        back through their spiking classifier's weights (Ortner et al. eq. 6), ``decolle``
-        layers through their fixed random readout (Kaiser et al. eq. 6).
+        back through their spiking classifier's weights (Ma et al. eq. 6), ``decolle``
+        layers through their fixed random readout (Kaiser et al. eq. 7-8).
     traces
         Whether the presynaptic factor of an update is a per-synapse eligibility trace in the
-        ``learning.trace`` format (FELL, Ortner et al. eq. 13-14) rather than the input itself.
+        ``learning.trace`` format (FELL, Ma et al. eq. 12-14) rather than the input itself.
     digits_spec
         The shipped 8x8-digits spec whose formats suit the rule (the co-simulation matrix, the
         synthesis sweep and the RTL benchmark start from it).
@@ -58,9 +58,9 @@ RULES: dict[str, Rule] = {
     r.name: r
     for r in (
         Rule("none", "no learning on chip: inference with the weights it was given", learns=False, neuron=None, traces=False, digits_spec="digits"),
-        Rule("ell", "exact layer-local learning (Ortner et al., eq. 4-7): the input itself is the presynaptic factor",
+        Rule("ell", "efficient local learning (Ma et al., eq. 4-7): the input itself is the presynaptic factor",
              learns=True, neuron="lif", traces=False, digits_spec="digits", mnist_spec="mnist"),
-        Rule("fell", "forward-propagated eligibility traces (Ortner et al., eq. 13-14)",
+        Rule("fell", "ELL with per-synapse eligibility traces as the presynaptic factor (Ma et al., eq. 12-14)",
              learns=True, neuron="lif", traces=True, digits_spec="digits-fell", mnist_spec="mnist-fell"),
         Rule("decolle", "deep continuous local learning (Kaiser et al.): random readouts, traces P",
              learns=True, neuron="decolle", traces=False, digits_spec="digits-decolle"),

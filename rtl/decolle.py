@@ -305,7 +305,7 @@ class DecolleLayer(LayerBase):
 
     def _hupd(self, m, b) -> None:
         """HUPD: ``W += R(-d P)`` over the P list."""
-        G, L, WPR, wmem, dlmem, plist = self.g, self.lanes, self.wpr, b.wmem, b.dlmem, b.plist
+        G, WPR, wmem, dlmem, plist = self.g, self.wpr, b.wmem, b.dlmem, b.plist
         s0, s1, s2 = b.loops["hupd"].s
         j2 = Signal(b.idx_in)
         with m.If(s0.valid):
@@ -314,26 +314,16 @@ class DecolleLayer(LayerBase):
             m.d.comb += [wmem.rd.addr.eq(_times(plist.rd.data[0]["index"], WPR) + s1.inner), dlmem.rd.addr.eq(s1.inner)]
         m.d.sync += j2.eq(plist.rd.data[0]["index"])
         with m.If(s2.valid):
-            m.d.comb += [wmem.wr.addr.eq(_times(j2, WPR) + s2.inner), wmem.wr.en.eq(Const(-1, L))]
-            for k in range(L):
-                dk = dlmem.rd.data[k]
-                change = shift_round(-(dk["d"] * b.pv1), b.hid_shift, G.wfmt.rounding, dk["r"])
-                value, _ = fit(wmem.rd.data[k] + change, G.wfmt)
-                m.d.comb += wmem.wr.data[k].eq(value)
+            self._update_words(m, wmem, _times(j2, WPR) + s2.inner, dlmem, b.pv1, b.hid_shift, G.wfmt)
 
     def _bupd(self, m, b) -> None:
         """BUPD: ``b += R(-d 2**f_P)`` (the bias is a weight on a constant input 1.0)."""
-        G, L, bmem, dlmem = self.g, self.lanes, b.bmem, b.dlmem
+        G, bmem, dlmem = self.g, b.bmem, b.dlmem
         s0, s1, s2 = b.loops["bupd"].s
         with m.If(s1.valid):
             m.d.comb += [bmem.rd.addr.eq(s1.outer), dlmem.rd.addr.eq(s1.outer)]
         with m.If(s2.valid):
-            m.d.comb += [bmem.wr.addr.eq(s2.outer), bmem.wr.en.eq(Const(-1, L))]
-            for k in range(L):
-                dk = dlmem.rd.data[k]
-                change = shift_round(-(dk["d"] * b.one_p), b.hid_shift, G.wfmt.rounding, dk["r"])
-                value, _ = fit(bmem.rd.data[k] + change, G.wfmt)
-                m.d.comb += bmem.wr.data[k].eq(value)
+            self._update_words(m, bmem, s2.outer, dlmem, b.one_p, b.hid_shift, G.wfmt)
 
     def _traces(self, m, b) -> None:
         """TRACES: ``Q += (1-beta)(x - Q); P += (1-alpha)(Q - P)`` on the live inputs."""

@@ -11,6 +11,7 @@ from localsnn.chip import layer_memory_map
 from localsnn.golden.model import LayerConstants
 from localsnn.golden.params import LayerParams
 from localsnn.rtl.common import LaneMemory, dbg_signature, log2_exact
+from localsnn.rtl.fixed import fit, shift_round
 from localsnn.rtl.neuron import surrogate
 from localsnn.spec import NetworkSpec
 
@@ -140,6 +141,18 @@ class LayerBase(wiring.Component):
         word_of = lambda v: v >> self.log2l  # noqa: E731
         lane_of = lambda v: v[: self.log2l] if self.log2l else Const(0, 1)  # noqa: E731
         return word_of, lane_of
+
+    def _update_words(self, m: Module, mem: LaneMemory, addr, deltas: LaneMemory, pre, shift, fmt) -> None:
+        """The write stage of a weight update, every lane of one word: ``w_k += R(-delta_k pre,
+        shift)``, rounded as ``fmt`` says with lane k's draw (``deltas``: the ``{d, r}`` words
+        read in the stage before); ``pre = None``: a spike (1), no multiplier."""
+        m.d.comb += [mem.wr.addr.eq(addr), mem.wr.en.eq(Const(-1, self.lanes))]
+        for k in range(self.lanes):
+            dk = deltas.rd.data[k]
+            raw = -(dk["d"] * pre) if pre is not None else -dk["d"]
+            change = shift_round(raw, shift, fmt.rounding, dk["r"])
+            value, _ = fit(mem.rd.data[k] + change, fmt)
+            m.d.comb += mem.wr.data[k].eq(value)
 
     def _spike_list(self, m: Module):
         """The spike list in two banks, one per step parity: while this layer computes step t

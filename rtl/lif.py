@@ -483,20 +483,14 @@ class LIFLayer(LayerBase):
 
     def _hupd(self, m, b) -> None:
         """HUPD (ELL): ``w += R(-delta x)`` on the rows of this step's input events."""
-        G, L, WPR, wmem, dlmem = self.g, self.lanes, self.wpr, b.wmem, b.dlmem
+        G, WPR, wmem, dlmem = self.g, self.wpr, b.wmem, b.dlmem
         s0, s1, s2 = b.loops["hupd"].s
         with m.If(s0.valid):
             m.d.comb += self.ev.addr.eq(s0.outer)
         with m.If(s1.valid):
             m.d.comb += [wmem.rd.addr.eq(_times(b.ev_j, WPR) + s1.inner), dlmem.rd.addr.eq(s1.inner)]
         with m.If(s2.valid):
-            m.d.comb += [wmem.wr.addr.eq(_times(b.j1, WPR) + s2.inner), wmem.wr.en.eq(Const(-1, L))]
-            for k in range(L):
-                dk = dlmem.rd.data[k]
-                raw = -(dk["d"] * b.xv) if b.x1 is not None else -dk["d"]
-                change = shift_round(raw, b.hid_shift, G.wfmt.rounding, dk["r"])
-                value, _ = fit(wmem.rd.data[k] + change, G.wfmt)
-                m.d.comb += wmem.wr.data[k].eq(value)
+            self._update_words(m, wmem, _times(b.j1, WPR) + s2.inner, dlmem, b.xv if b.x1 is not None else None, b.hid_shift, G.wfmt)
 
     def _fell_traces(self, m, b) -> None:
         """CFTRACE / FTRACE (FELL): ``e = fit_T(R_T(e c) + x); w += R(-delta e)`` on the live rows
