@@ -371,8 +371,6 @@ def board_run(args, open_link=None) -> int:
     if ds.n_inputs != spec.inputs or ds.classes != spec.classes:
         raise LocalsnnError(f"dataset {ds.name!r} ({ds.n_inputs} inputs, {ds.classes} classes) does not fit spec {spec.name!r} ({spec.inputs} inputs, {spec.classes} classes)")
     xs, ys = (ds.x_train, ds.y_train) if args.split == "train" else (ds.x_test, ds.y_test)
-    if args.samples < 1:
-        raise LocalsnnError(f"--samples {args.samples}: give at least 1")
     n = min(args.samples, len(xs))
     xq = quantize_pixels(xs[:n], ds.max_value, spec.encoding.format)
     samples = [(xq[k], int(ys[k])) for k in range(n)]

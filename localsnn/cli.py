@@ -20,6 +20,7 @@ Errors a user can cause print one message and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -497,9 +498,37 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 # -- entry point --------------------------------------------------------------------------------
 
+#: the lane counts every command that builds or drives a chip accepts (rtl: a power of two)
+LANES = (1, 2, 4, 8, 16, 32)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (what was wrong, what is allowed, where the
+    help is) instead of the usage block and the error; every sub-command's parser is one too."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
+
+
+def _at_least(low: int):
+    """An argparse type: a whole number of at least ``low``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number of at least {low}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is less than {low}; allowed: {low} or more")
+        return value
+    parse.__name__ = f"whole number >= {low}"
+    return parse
+
+
+_count = _at_least(1)
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="localsnn", description="Spiking neural networks that learn on chip: spec, golden model, RTL, FPGA.")
+    p = _Parser(prog="localsnn", description="Spiking neural networks that learn on chip: spec, golden model, RTL, FPGA.")
     p.add_argument("--version", action="version", version=f"localsnn {__import__('localsnn').__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -513,27 +542,27 @@ def build_parser() -> argparse.ArgumentParser:
     gp.add_argument("--config", required=True, help="spec TOML file or shipped spec name")
     gp.add_argument("--dataset", required=True, choices=["digits", "mnist", "fashion"])
     gp.add_argument("--data-dir", help="folder holding the dataset files (else the cache, fetched once)")
-    gp.add_argument("--epochs", type=int, default=10)
+    gp.add_argument("--epochs", type=_count, default=10)
     gp.add_argument("--out", help="output folder (default runs/<spec name>)")
     gp.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     gp.add_argument("--weights", help="start from (train) or evaluate (eval) these weights")
-    gp.add_argument("--limit", type=int, help="use only the first N training samples")
+    gp.add_argument("--limit", type=_count, help="use only the first N training samples")
     gp.add_argument("--no-eval-train", action="store_true", help="skip the train-set evaluation after each epoch")
     gp.add_argument("--quiet", action="store_true", help="no progress bar")
     gp.set_defaults(func=cmd_golden)
 
     dp = sub.add_parser("demo", help="the default job: golden online learning on the 8x8 digits (no GPU, no download)")
     dp.add_argument("--config", default="digits", help="spec to run (default: the shipped 'digits' spec, ELL)")
-    dp.add_argument("--epochs", type=int, default=10)
+    dp.add_argument("--epochs", type=_count, default=10)
     dp.add_argument("--out", default="localsnn-demo", help="output folder (default ./localsnn-demo)")
     dp.add_argument("--quiet", action="store_true")
-    dp.add_argument("--cosim-samples", type=int, default=5, help="test samples co-simulated in Verilator after learning")
+    dp.add_argument("--cosim-samples", type=_count, default=5, help="test samples co-simulated in Verilator after learning")
     dp.set_defaults(func=cmd_demo)
 
     gp = sub.add_parser("generate", help="Verilog, initial memory contents and a JSON description of the chip")
     gp.add_argument("--config", required=True, help="spec TOML file or shipped spec name")
     gp.add_argument("-o", "--out", required=True, help="output folder")
-    gp.add_argument("--lanes", type=int, default=4, choices=[1, 2, 4, 8, 16, 32], help="parallel datapaths per layer")
+    gp.add_argument("--lanes", type=int, default=4, choices=LANES, help="parallel datapaths per layer (default 4)")
     gp.add_argument("--weights", help="initial weights (weights.npz from 'golden train'); default: the spec's seeded random init")
     gp.add_argument("--lint", action="store_true", help="also run verilator --lint-only -Wall")
     gp.add_argument("--spram", action="store_true", help="the weights in single-port memories without initial contents (iCE40UP SPRAM); the host writes them")
@@ -543,9 +572,9 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--config", required=True)
     cp.add_argument("--dataset", required=True, choices=["digits", "mnist", "fashion"])
     cp.add_argument("--data-dir")
-    cp.add_argument("--samples", type=int, default=10)
+    cp.add_argument("--samples", type=_count, default=10)
     cp.add_argument("--learn", action="store_true", help="learning on (as on the chip)")
-    cp.add_argument("--lanes", type=int, default=4, choices=[1, 2, 4, 8, 16, 32])
+    cp.add_argument("--lanes", type=int, default=4, choices=LANES, help="parallel datapaths per layer (default 4)")
     cp.add_argument("--weights")
     cp.add_argument("--spram", action="store_true", help="the weights in single-port memories (iCE40UP SPRAM), written over the bus first")
     cp.set_defaults(func=cmd_cosim)
@@ -554,7 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
     yp.add_argument("--config", help="spec TOML file or shipped spec name")
     yp.add_argument("--board", required=True, help="icebreaker, ulx3s (85F), or any amaranth-boards platform (icestick, ulx3s-45f, ICEStickPlatform, ...)")
     yp.add_argument("-o", "--out", help="output folder (default build/synth/<spec>-<board>-l<lanes>, or build/synth/sweep-<board>)")
-    yp.add_argument("--lanes", type=int, default=1, choices=[1, 2, 4, 8, 16, 32], help="parallel datapaths per layer (default 1)")
+    yp.add_argument("--lanes", type=int, default=1, choices=LANES, help="parallel datapaths per layer (default 1)")
     yp.add_argument("--weights", help="initial weights (weights.npz from 'golden train'); default: the spec's seeded random init")
     yp.add_argument("--target-mhz", type=float, help="Fmax goal (default: iCE40UP 30 MHz, ECP5 80 MHz, else the board clock)")
     yp.add_argument("--no-cache", action="store_true", help="build even when an identical build is cached")
@@ -569,13 +598,13 @@ def build_parser() -> argparse.ArgumentParser:
     ksub = kp.add_subparsers(dest="board_cmd", required=True)
     kr = ksub.add_parser("run", help="stream samples through the chip on a board; learning on or off; --check compares with golden")
     kr.add_argument("--port", required=True, help="serial port of the board (e.g. /dev/ttyUSB1, COM4)")
-    kr.add_argument("--baud", type=int, default=115200, help="bits per second, as the bitstream was built (default 115200)")
+    kr.add_argument("--baud", type=_count, default=115200, help="bits per second, as the bitstream was built (default 115200)")
     kr.add_argument("--config", required=True, help="the spec the bitstream was built from (TOML file or shipped name)")
-    kr.add_argument("--lanes", type=int, default=1, help="the bitstream's lanes (default 1, as 'localsnn synth')")
+    kr.add_argument("--lanes", type=int, default=1, choices=LANES, help="the bitstream's lanes (default 1, as 'localsnn synth')")
     kr.add_argument("--dataset", default="digits")
     kr.add_argument("--data-dir")
     kr.add_argument("--split", choices=["train", "test"], default="test")
-    kr.add_argument("--samples", type=int, default=100)
+    kr.add_argument("--samples", type=_count, default=100)
     kr.add_argument("--learn", action=argparse.BooleanOptionalAction, default=True, help="learning on (default) or off (--no-learn)")
     kr.add_argument("--lr-shift", type=int, help="learning rate 2**-K")
     kr.add_argument("--seed", action="append", metavar="STREAM=VALUE", help="seed an LFSR stream, e.g. round:0=12345 (repeatable)")
@@ -589,30 +618,30 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--rule", required=True, help="bptt, ell, bell, fell, fell-kp, decolle, tlbptt")
     tp.add_argument("--dataset", required=True, choices=["digits", "mnist", "fashion"])
     tp.add_argument("--data-dir", help="folder holding the dataset files (else the cache, fetched once)")
-    tp.add_argument("--epochs", type=int, default=10)
+    tp.add_argument("--epochs", type=_count, default=10)
     tp.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     tp.add_argument("-o", "--out", help="output folder (default runs/train/<dataset>-[<arch>-]<rule>)")
     tp.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out (after its last finished epoch)")
     tp.add_argument("--overwrite", action="store_true", help="start over in an --out folder that holds a checkpoint")
     tp.add_argument("--arch", help="a convolutional net instead of the spec's layers, e.g. 12c5-p2-64c5-p2-10 (lif rules)")
     tp.add_argument("--encoding", choices=["direct", "rate", "latency"], help="override the spec's input code")
-    tp.add_argument("--timesteps", type=int, help="override the spec's T")
+    tp.add_argument("--timesteps", type=_count, help="override the spec's T")
     tp.add_argument("--tau", type=float, help="override tau of every LIF neuron (Ma et al.: 40 with the latency code)")
-    tp.add_argument("--batch", type=int, default=100, help="minibatch size (default 100)")
+    tp.add_argument("--batch", type=_count, default=100, help="minibatch size (default 100)")
     tp.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
     tp.add_argument("--lr", type=float, default=5e-4, help="learning rate (default 5e-4)")
-    tp.add_argument("--lr-step", type=int, default=15, help="multiply the learning rate by --lr-gamma every N epochs (default 15)")
+    tp.add_argument("--lr-step", type=_count, default=15, help="multiply the learning rate by --lr-gamma every N epochs (default 15)")
     tp.add_argument("--lr-gamma", type=float, default=0.2, help="default 0.2 (divide by 5)")
     tp.add_argument("--update", choices=["step", "sample"], default="step", help="optimizer step after every time step (default) or once per window")
-    tp.add_argument("--k", type=int, default=5, help="tlbptt: truncation length in steps (default 5)")
-    tp.add_argument("--n", type=int, default=1, help="tlbptt: layers per block (default 1)")
+    tp.add_argument("--k", type=_count, default=5, help="tlbptt: truncation length in steps (default 5)")
+    tp.add_argument("--n", type=_count, default=1, help="tlbptt: layers per block (default 1)")
     tp.add_argument("--surrogate", choices=["exp", "rect", "boxcar"], help="surrogate derivative (default: the spec's)")
     tp.add_argument("--surrogate-width", type=float, help="its width (default: the spec's)")
     tp.add_argument("--kp-decay", type=float, default=1e-4, help="fell-kp: weight decay of the feedback matrix (default 1e-4)")
     tp.add_argument("--random-classifiers", action="store_true", help="fixed random local classifiers (Guo et al.)")
     tp.add_argument("--decolle-reg", metavar="L1,L2", help="decolle: regulariser weights (default 0.01,0.001)")
     tp.add_argument("--seed", type=int, default=0, help="initial weights, sample order, rate-code spikes (default 0)")
-    tp.add_argument("--limit", type=int, help="use only the first N training samples")
+    tp.add_argument("--limit", type=_count, help="use only the first N training samples")
     tp.add_argument("--no-eval-train", action="store_true", help="skip the train-set evaluation after each epoch")
     tp.add_argument("--quiet", action="store_true", help="no progress bar")
     tp.set_defaults(func=cmd_train)
@@ -630,17 +659,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     bp = sub.add_parser("bench", help="benchmarks that print figures")
     bp.add_argument("target", choices=["golden", "rtl", "train"], help="golden: MNIST throughput on one core; rtl: cycles per step against the bound; train: float training throughput and memory of every rule against SpikingJelly and snnTorch")
-    bp.add_argument("--samples", type=int, default=2000, help="samples per rule (golden: online learning; rtl: at most 20 test samples)")
+    bp.add_argument("--samples", type=_count, default=2000, help="samples per rule (golden: online learning; rtl: at most 20 test samples)")
     bp.add_argument("--rules", nargs="+", help=f"rules, comma- or space-separated (golden: {','.join(rulesmod.names(mnist=True))}; rtl: {','.join(rulesmod.NAMES)}; train: every float rule of `localsnn train --rule`, spikingjelly, snntorch)")
     bp.add_argument("--lanes", default="1,4,8", help="rtl: comma-separated lane counts")
     bp.add_argument("--data-dir")
     bp.add_argument("--core", type=int, default=None, help="CPU core to pin to (default: the first allowed one)")
     bp.add_argument("--net", default="784-800-10", help="train: inputs-hidden...-classes (default 784-800-10)")
-    bp.add_argument("--timesteps", type=int, nargs="+", help="train: the T to run (default 10 50 100)")
-    bp.add_argument("--batch", type=int, default=100, help="train: minibatch size (default 100)")
+    bp.add_argument("--timesteps", type=_count, nargs="+", help="train: the T to run (default 10 50 100)")
+    bp.add_argument("--batch", type=_count, default=100, help="train: minibatch size (default 100)")
     bp.add_argument("--device", help="train: cpu, cuda or cuda:N (default cuda where available, else cpu)")
-    bp.add_argument("--iters", type=int, help="train: timed iterations per rule and T (default 20 on a GPU, 2 on the CPU)")
-    bp.add_argument("--warmup", type=int, help="train: warm-up iterations before timing (default 3 on a GPU, 1 on the CPU)")
+    bp.add_argument("--iters", type=_count, help="train: timed iterations per rule and T (default 20 on a GPU, 2 on the CPU)")
+    bp.add_argument("--warmup", type=_at_least(0), help="train: warm-up iterations before timing (default 3 on a GPU, 1 on the CPU)")
     bp.add_argument("-o", "--out", help="train: write bench_train.csv and bench_train.json into this folder")
     bp.set_defaults(func=cmd_bench)
     return p
@@ -648,14 +677,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "epochs", 1) is not None and getattr(args, "epochs", 1) < 1:
-        parser.error(f"--epochs must be at least 1, not {args.epochs}")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # a bad argument (2, one line printed), --help or --version (0)
+        return stop.code if isinstance(stop.code, int) else 2
     try:
         return args.func(args)
     except LocalsnnError as err:
         print(f"localsnn: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`localsnn ... | head`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that Python's exit-time flush cannot fail again
+        return 141  # 128 + SIGPIPE, as a shell reports a command killed by it
     except KeyboardInterrupt:
         print("localsnn: interrupted" + (" (resume with --resume)" if getattr(args, "command", "") in ("golden", "train") else ""), file=sys.stderr)
         return 130

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field, fields, replace
@@ -42,6 +43,8 @@ SURROGATES = ("exp", "rect", "boxcar")
 INIT_KINDS = ("uniform",)
 #: widths of the LFSRs whose maximal-length taps :mod:`localsnn.golden.lfsr` knows
 LFSR_WIDTHS = (8, 12, 16, 20, 24, 31, 32)
+#: what a spec's name may be (it names folders and files)
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 #: largest magnitude (in bits) of any intermediate the golden model computes in int64
 MAX_WORK_BITS = 62
 
@@ -568,6 +571,9 @@ class NetworkSpec:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             _fail("name", f"expected a non-empty string, got {self.name!r}")
+        # the name becomes folder and file names (runs/<name>/..., build trees): a plain name only
+        if not _PLAIN_NAME.fullmatch(self.name) or set(self.name) == {"."}:
+            _fail("name", f"{self.name!r} is not a plain name; allowed: letters, digits, '-', '_' and '.', starting with a letter or digit")
         _check_int("inputs", self.inputs, 1, 1 << 20)
         _check_int("classes", self.classes, 2, 1 << 16)
         _check_int("timesteps", self.timesteps, 1, 1 << 16)

@@ -139,4 +139,4 @@ def test_board_run_says_what_is_wrong_with_its_arguments(capsys):
     assert main(["board", "run", "--port", "/nonexistent/tty", "--config", "digits"]) == 2
     assert "cannot open serial port '/nonexistent/tty'" in capsys.readouterr().err
     assert main(["board", "run", "--port", "/nonexistent/tty", "--config", "digits", "--samples", "0"]) == 2
-    assert "--samples 0: give at least 1" in capsys.readouterr().err
+    assert "argument --samples: 0 is less than 1; allowed: 1 or more" in capsys.readouterr().err
