@@ -97,6 +97,10 @@ class Checkpoint:
         return params, meta
 
 
+#: the files of a run in its output folder, its checkpoint first (``localsnn.util.output_folder``)
+RUN_FILES = (Checkpoint.NAME, "weights.npz", "metrics.json")
+
+
 def _write_metrics(folder: Path, history: list[EpochMetrics], layers: int) -> None:
     atomic_write(folder / "metrics.json", json.dumps([asdict(h) for h in history], indent=1).encode())
     buf = io.StringIO()

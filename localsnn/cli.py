@@ -155,7 +155,10 @@ def run_training(s, args, out) -> list:
 def cmd_golden(args: argparse.Namespace) -> int:
     s = specmod.load(args.config)
     if args.action == "train":
-        out = Path(args.out) if args.out else Path("runs") / s.name
+        from localsnn.golden.train import RUN_FILES
+        from localsnn.util import output_folder
+
+        out = output_folder(Path(args.out) if args.out else Path("runs") / s.name, resume=args.resume, overwrite=args.overwrite, runs=RUN_FILES)
         history = run_training(s, args, out)
         best = max(h.test_acc[-1] for h in history)
         print(f"best test accuracy (network decision): {_pct(best).strip()}; weights, metrics and checkpoint in {out}/")
@@ -210,7 +213,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from localsnn.golden.params import load_params
     from localsnn.rtl.generate import generate
 
+    from localsnn.util import output_folder
+
     s = specmod.load(args.config)
+    output_folder(args.out, overwrite=True)
     params = load_params(args.weights, s) if args.weights else None
     t0 = time.perf_counter()
     desc = generate(s, args.out, lanes=args.lanes, params=params, spram=args.spram)
@@ -341,8 +347,11 @@ def cmd_board(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     s = specmod.load(args.config)
     args.dataset, args.data_dir, args.weights = "digits", None, None
+    from localsnn.util import output_folder
+
+    out = output_folder(args.out, overwrite=True)  # a file, or a folder under one: refused before training
     t0 = time.perf_counter()
-    history = run_training(s, args, Path(args.out))
+    history = run_training(s, args, out)
     last = history[-1]
     print(f"\nafter {last.epoch} epochs of on-chip-style learning from random weights ({time.perf_counter() - t0:.0f} s):")
     for i, a in enumerate(last.test_acc):
@@ -423,7 +432,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         eval_train=not args.no_eval_train, options=options,
     )
     net = args.arch or s.name
-    out = Path(args.out) if args.out else Path("runs") / "train" / "-".join([args.dataset, *([args.arch] if args.arch else []), args.rule])
+    from localsnn.util import output_folder
+
+    # a file, or a folder under one, is refused here; a run's files are loop.train's business
+    out = output_folder(Path(args.out) if args.out else Path("runs") / "train" / "-".join([args.dataset, *([args.arch] if args.arch else []), args.rule]), overwrite=True)
     ds = loop.load_dataset(args.dataset, args.data_dir, s, args.arch)
 
     def show(m) -> None:
@@ -545,6 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
     gp.add_argument("--epochs", type=_count, default=10)
     gp.add_argument("--out", help="output folder (default runs/<spec name>)")
     gp.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    gp.add_argument("--overwrite", action="store_true", help="start over in an --out folder that holds a run")
     gp.add_argument("--weights", help="start from (train) or evaluate (eval) these weights")
     gp.add_argument("--limit", type=_count, help="use only the first N training samples")
     gp.add_argument("--no-eval-train", action="store_true", help="skip the train-set evaluation after each epoch")

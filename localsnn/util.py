@@ -1,5 +1,6 @@
 """Helpers shared by the golden trainer (``golden/train.py``), the float trainer (``train/``) and
-the CLI: accuracies from decision counts, atomic file writes, matplotlib figures."""
+the CLI: accuracies from decision counts, atomic file writes, output folders checked before
+work starts, matplotlib figures."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import os
 from pathlib import Path
 
 import numpy as np
+
+from localsnn.errors import LocalsnnError
 
 
 def accuracy(counts: np.ndarray, labels: np.ndarray) -> list[float]:
@@ -75,3 +78,31 @@ def plot_history(folder: Path, history, title: str) -> Path | None:
 
 
 __all__ = ["accuracy", "atomic_write", "confusion", "plot_history", "pyplot", "save_figure"]
+
+
+def output_folder(path: str | Path, *, resume: bool = False, overwrite: bool = False, runs: tuple[str, ...] = ()) -> Path:
+    """Check a command's output folder before any work starts, and return it (not created: the
+    command creates it when it first writes).
+
+    Refused, with a message that says what to do: a path that is a file or lies under one; a
+    folder where no file can be created; ``resume`` where the folder or its checkpoint
+    (``runs[0]``) is missing; a folder that holds any of ``runs`` (the files of an earlier run:
+    its checkpoint, weights, metrics) without ``resume`` or ``overwrite``.
+    """
+    folder = Path(path)
+    for above in [folder, *folder.parents]:
+        if above.exists():
+            if not above.is_dir():
+                where = "is a file" if above == folder else f"lies under {str(above)!r}, which is a file"
+                raise LocalsnnError(f"output folder {str(folder)!r} {where}; give a folder")
+            if not os.access(above, os.W_OK | os.X_OK):
+                raise LocalsnnError(f"output folder {str(folder)!r}: {str(above)!r} is not writable; give a folder you can write to")
+            break
+    if resume:
+        if not runs or not (folder / runs[0]).is_file():
+            raise LocalsnnError(f"nothing to resume: {folder / runs[0] if runs else folder} does not exist (start without --resume)")
+    elif not overwrite:
+        found = [name for name in runs if (folder / name).exists()]
+        if found:
+            raise LocalsnnError(f"{folder} already holds a run ({', '.join(found)}); continue it with --resume, start over with --overwrite, or use another output folder")
+    return folder

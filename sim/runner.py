@@ -561,7 +561,9 @@ def run_cocotb(
     sim_error = ""
     t0 = time.monotonic()
     try:
-        with _process_env(run_env, py_dirs + [str(_REPO_ROOT)]):
+        # the simulator's Python imports the localsnn this process runs (its sys.path, below the
+        # test module's folder): an install, never the checkout's folder itself (docs/architecture.md)
+        with _process_env(run_env, py_dirs):
             runner.test(
                 test_module=module,
                 hdl_toplevel=toplevel,

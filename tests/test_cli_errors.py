@@ -91,3 +91,40 @@ def test_a_reader_that_goes_away_is_no_error(monkeypatch, capsys):
         with contextlib.suppress(OSError):
             pipe.close()
     assert "Traceback" not in capsys.readouterr().err
+
+
+def _file(tmp_path: Path) -> Path:
+    (tmp_path / "afile").write_text("not a folder\n")
+    return tmp_path / "afile"
+
+
+OUTPUT_CASES = {
+    # an output path that is a file, or under one: refused before any work, by every command
+    "golden-out-is-a-file": (["golden", "train", "--config", "digits", "--dataset", "digits", "--out", "afile"], ["'afile' is a file", "give a folder"]),
+    "golden-out-under-a-file": (["golden", "train", "--config", "digits", "--dataset", "digits", "--out", "afile/run"], ["lies under 'afile', which is a file"]),
+    "generate-out-is-a-file": (["generate", "--config", "digits", "-o", "afile"], ["'afile' is a file"]),
+    "train-out-under-a-file": (["train", "--config", "digits", "--rule", "ell", "--dataset", "digits", "-o", "afile/x"], ["lies under 'afile'"]),
+    "demo-out-is-a-file": (["demo", "--out", "afile"], ["'afile' is a file"]),
+    # a finished run is not overwritten, and there must be something to resume
+    "golden-out-holds-a-run": (["golden", "train", "--config", "digits", "--dataset", "digits", "--out", "run"], ["run already holds a run (weights.npz, metrics.json)", "--resume", "--overwrite"]),
+    "golden-resume-nothing": (["golden", "train", "--config", "digits", "--dataset", "digits", "--out", "new", "--resume"], ["nothing to resume", "start without --resume"]),
+}
+
+
+@pytest.mark.parametrize("case", list(OUTPUT_CASES))
+def test_output_folders_are_checked_before_work(case, tmp_path):
+    args, words = OUTPUT_CASES[case]
+    _file(tmp_path)
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("weights.npz", "metrics.json"):  # a finished golden run
+        (run / name).write_bytes(b"earlier run\n")
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    out = _run(args, tmp_path)
+    assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+    after = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before and not (tmp_path / "new").exists()
