@@ -3,7 +3,7 @@
     localsnn demo                                   the default job (digits, golden, ELL)
     localsnn spec show|check FILE                   read and validate a spec
     localsnn spec list                              the example specs shipped with localsnn
-    localsnn golden train --config FILE --dataset NAME [--epochs N] [--out DIR] [--resume]
+    localsnn golden train --config FILE --dataset NAME [--epochs N] [--out DIR] [--resume | --overwrite]
     localsnn golden eval  --config FILE --dataset NAME --weights FILE
     localsnn train --config FILE --rule NAME --dataset NAME [--epochs N] [--device cuda] [-o DIR] [--resume]
     localsnn export CHECKPOINT [--config FILE] -o DIR   float weights -> golden fixed point, both accuracies
