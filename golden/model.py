@@ -20,7 +20,7 @@ exp(-1/tau)``. The spiking classifier is the same neuron fed with ``o[t]``.
 **DECOLLE layer** (Kaiser et al. eq. 4), with per-input traces P, Q and refractory R::
 
     U[t]   = fit_U(R_U(sum_j W_ji P_j[t] + b_i 2**f_p, f_w + f_p - f_u) - R_U(rho R_i[t], f_p))
-    S[t]   = [U[t] >= theta]
+    S[t]   = [U[t] > theta]      (strict: localsnn.spec.fires)
     Y_k[t] = sum_i G_ik S_i[t]                                  fixed random readout
     Q[t+1] = Q + R_P((1-beta)(S_in[t] - Q)),  P[t+1] = P + R_P((1-alpha)(Q[t] - P)),
     R[t+1] = R + R_P((1-gamma)(S[t] - R))
@@ -57,7 +57,7 @@ from localsnn.golden.encode import Encoder, quantize_pixels
 from localsnn.golden.fixed import IntTypes, bits_of, fit, narrow, shift_round, shift_round_inplace
 from localsnn.golden.lfsr import LFSR, stream_names
 from localsnn.golden.params import Params, check_params, init_params
-from localsnn.spec import Decay, FixedFormat, NetworkSpec
+from localsnn.spec import Decay, FixedFormat, NetworkSpec, fires
 
 # ---------------------------------------------------------------------------------------------
 # Neuron arithmetic shared by the per-sample and the batched paths
@@ -548,7 +548,7 @@ class Golden:
         v = shift_round(acc, L.cur_shift, nrn.potential.rounding) - shift_round(L.rho * R, L.f_p, nrn.potential.rounding)
         U, over = fit(v, nrn.potential)
         c["overflow_potential"] += over
-        S = (U >= nrn.theta).astype(np.int64).astype(self.ints.wide)
+        S = fires("decolle", U, nrn.theta).astype(np.int64).astype(self.ints.wide)
         c["spikes"] += int(S.sum())
         # Y = G S   (random readout, eq. 8)
         Y = lp.clf_w[np.flatnonzero(S)].astype(self.ints.wide).sum(axis=0) if S.any() else _zeros(L.classes, self.ints.wide)
@@ -647,7 +647,7 @@ class Golden:
                     acc = _matmul(P, lp.w, L.wfmt.max_abs) + bias
                     v = shift_round(acc, L.cur_shift, nrn.potential.rounding) - shift_round(L.rho * R, L.f_p, nrn.potential.rounding)
                     U, _ = fit(v, nrn.potential)
-                    S = (U >= nrn.theta).astype(np.int64).astype(self.ints.wide)
+                    S = fires("decolle", U, nrn.theta).astype(np.int64).astype(self.ints.wide)
                     x = seq[:, t].astype(self.ints.wide) << (L.f_p - L.raw_frac)
                     P, Q, R = (
                         fit(P + leak_complement(Q - P, nrn.decay, rnd), L.pfmt)[0],

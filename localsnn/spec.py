@@ -248,8 +248,8 @@ class NeuronSpec:
     ``model = "lif"`` is Ma et al. eq. 2-3: ``u[t] = d*(u[t-1] - theta*o[t-1]) + sum_j w_j x_j[t]``,
     ``o[t] = [u[t] >= theta]`` with ``d = exp(-1/tau)`` (soft reset by subtraction).
 
-    ``model = "decolle"`` is Kaiser et al. eq. 4: ``U = sum_j W_j P_j - rho*R + b``, ``S = [U >=
-    theta]``, ``P <- alpha P + (1-alpha) Q``, ``Q <- beta Q + (1-beta) S_in``, ``R <- gamma R +
+    ``model = "decolle"`` is Kaiser et al. eq. 4: ``U = sum_j W_j P_j - rho*R + b``, ``S = [U >
+    theta]`` (strict: :func:`fires`), ``P <- alpha P + (1-alpha) Q``, ``Q <- beta Q + (1-beta) S_in``, ``R <- gamma R +
     (1-gamma) S`` with ``alpha, beta, gamma = exp(-1/tau), exp(-1/tau_syn), exp(-1/tau_ref)``;
     P, Q and R are stored in ``trace``.
     """
@@ -438,6 +438,22 @@ class EncodingSpec:
     def binary(self) -> bool:
         """True when the first layer receives spikes (0/1) rather than multi-bit pixels."""
         return self.kind != "direct"
+
+
+def fires(model: str, u: Any, theta: Any) -> Any:
+    """The spike condition of a neuron ``model``, the one definition golden (numpy), the float
+    learners (torch) and the RTL (Amaranth values) evaluate:
+
+    - ``lif``:     ``o = [u >= theta]``  (Ma et al. eq. 3)
+    - ``decolle``: ``S = [U > theta]``   (Kaiser et al. eq. 4's ``Theta(U - theta)``, strict)
+
+    DECOLLE's comparison is strict so that a neuron at rest does not fire: its potential is
+    ``U = W P + b - rho R``, exactly 0 before any input has arrived when the bias is 0 (as
+    initialised) and the threshold is the paper's 0; with ``>=`` every neuron would fire at the
+    first step of every sample (and the readout's column sums join the decision). A LIF neuron
+    is at rest at ``u = 0 < theta`` (the spec requires ``theta > 0`` there).
+    """
+    return u > theta if model == "decolle" else u >= theta
 
 
 def surrogate_function(kind: str, width: float, x: Any, exp: Any = math.exp, indicator: Any = float) -> Any:

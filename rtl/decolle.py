@@ -37,7 +37,7 @@ from localsnn.rtl.lfsr import LFSR
 from localsnn.rtl.loop import Loop
 from localsnn.rtl.phases import Phases
 from localsnn.rtl.neuron import leak_complement
-from localsnn.spec import NetworkSpec
+from localsnn.spec import NetworkSpec, fires
 
 
 class DecolleLayer(LayerBase):
@@ -218,7 +218,7 @@ class DecolleLayer(LayerBase):
             m.d.sync += n_pl.eq(n_pl + 1)
 
     def _fwd(self, m, b) -> None:
-        """FWD: ``U = R_U(sum W P + b 2**f_P) - R_U(rho R); S = [U >= theta]; R += (1-gamma)(S - R)``."""
+        """FWD: ``U = R_U(sum W P + b 2**f_P) - R_U(rho R); S = [U > theta]`` (``spec.fires``); ``R += (1-gamma)(S - R)``."""
         G, L, N, WPR = self.g, self.lanes, self.N, self.wpr
         nrn, P_, plist = G.neurons, G.pfmt, b.plist
         wmem, bmem, umem, omem, rmem = b.wmem, b.bmem, b.umem, b.omem, b.rmem
@@ -245,7 +245,7 @@ class DecolleLayer(LayerBase):
                 u_new, _ = fit(cur - refr, nrn.potential)
                 u_new = _wire(m, u_new, f"fwd_u{k}")
                 pad = (s2.outer * L + k) >= N
-                s_new = _wire(m, (u_new >= nrn.theta) & ~pad, f"fwd_s{k}")
+                s_new = _wire(m, (fires("decolle", u_new, nrn.theta)) & ~pad, f"fwd_s{k}")
                 r_new, _ = fit(r_old + leak_complement(s_new * one_p - r_old, G.gamma, P_.rounding), P_)
                 m.d.comb += [umem.wr.data[k].eq(Mux(pad, 0, u_new)), omem.wr.data[k].eq(s_new), rmem.wr.data[k].eq(Mux(pad, 0, r_new))]
 

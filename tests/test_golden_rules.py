@@ -227,10 +227,10 @@ def test_decolle_neuron_and_update_follow_eq_4_7_8(rounding):
     for t in range(spec.timesteps):
         W = real(before.layers[0].w, layer.weight)
         b = real(before.layers[0].bias, layer.weight)
-        # eq. 4: U = sum_j W_ij P_j - rho R + b, S = Theta(U - theta)
+        # eq. 4: U = sum_j W_ij P_j - rho R + b, S = [U > theta] (strict, docs/golden.md)
         U = P @ W - n.rho * R + b
         np.testing.assert_array_equal(real(L.potential[t], n.potential), U)
-        Sp = (U >= n.threshold).astype(float)
+        Sp = (U > n.threshold).astype(float)
         np.testing.assert_array_equal(L.spikes[t], Sp)
         Y = Sp @ G
         np.testing.assert_array_equal(real(L.readout[t], layer.classifier.weight), Y)

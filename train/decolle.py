@@ -4,7 +4,7 @@ layer, learning with explicit per-step updates (no autograd through time, memory
 Neuron and synapse, eq. 4 (time step ``t``; ``l`` the layer, ``j`` its inputs, ``i`` its neurons)::
 
     U_i[t]   = sum_j W_ji P_j[t] + b_i - rho R_i[t]                         membrane (eq. 4)
-    S_i[t]   = Theta(U_i[t] - theta)                                      spike
+    S_i[t]   = [U_i[t] > theta]                                           spike (strict)
     P_j[t+1] = alpha P_j[t] + (1 - alpha) Q_j[t]                          membrane trace
     Q_j[t+1] = beta  Q_j[t] + (1 - beta)  S^{l-1}_j[t]                    synaptic trace
     R_i[t+1] = gamma R_i[t] + (1 - gamma) S_i[t]                          refractory trace
@@ -13,7 +13,8 @@ with ``alpha, beta, gamma = exp(-1/tau), exp(-1/tau_syn), exp(-1/tau_ref)``. Thi
 layer (``localsnn.golden.model``) in real numbers, in the same order: ``U`` is formed from this
 step's traces, the layer learns from them, then the traces advance with this step's input
 (``S^{l-1}[t]``: the previous layer's spikes of the same step, or the encoded input ``x[t]`` for
-the first layer). The paper's ``Theta(U)`` fires at 0; the spec's ``threshold`` moves it.
+the first layer). The spike is ``U > theta``, strict (``localsnn.spec.fires``): a neuron at rest
+(``U = 0``: zero bias, no input yet) does not fire; the spec's ``threshold`` moves it.
 Weights are held input-major, ``w[j, i]`` (``(fan_in, size)``), as golden stores them, so
 ``U = P @ w + b``.
 
@@ -65,7 +66,7 @@ import torch
 from torch import Tensor, nn
 
 from localsnn.errors import SpecError
-from localsnn.spec import NetworkSpec
+from localsnn.spec import NetworkSpec, fires
 from localsnn.train.api import UPDATES, RuleOptions
 
 #: surrogate derivatives (the spec's ``SurrogateSpec.function`` in torch); ``x = |u - theta|``
@@ -76,7 +77,7 @@ DEFAULT_WIDTH = {"exp": 1.0, "rect": 0.5, "boxcar": 1.0}
 LOSSES = ("smooth_l1", "mse")
 
 #: the paper's public DECOLLE configuration (nmi-lab/decolle-public, N-MNIST, dt = 1 ms):
-#: alpha = 0.97, beta = 0.92, gamma ("alpharp") = 0.65, rho ("wrp") = 1, spikes at U >= 0,
+#: alpha = 0.97, beta = 0.92, gamma ("alpharp") = 0.65, rho ("wrp") = 1, threshold 0,
 #: local-readout amplitude 0.5 / sqrt(size)
 PAPER_ALPHA = 0.97
 PAPER_BETA = 0.92
@@ -424,7 +425,7 @@ class DecolleNet(nn.Module):
             for i, layer in enumerate(self.layers):
                 P, Q, R = state[i]
                 U = layer.potential(P, R)
-                S = (U >= layer.cfg.threshold).to(x.dtype)
+                S = fires("decolle", U, layer.cfg.threshold).to(x.dtype)
                 Y = S @ layer.clf_w
                 visit(i, layer, P, Q, R, U, S, Y)
                 state[i] = layer.advance(P, Q, R, s_in, S)

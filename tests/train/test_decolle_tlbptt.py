@@ -81,7 +81,7 @@ def eq4_reference(ws, x):
         spikes = []
         for t in range(T):
             U = np.einsum("bj,ji->bi", P, W) - RHO * R + b
-            Sp = (U >= THETA).astype(float)
+            Sp = (U > THETA).astype(float)  # strict: a neuron at rest does not fire
             for k, v in zip("PQRUSY", (P, Q, R, U, Sp, Sp @ G)):
                 rec[k].append(v)
             P, Q, R = ALPHA * P + (1 - ALPHA) * Q, BETA * Q + (1 - BETA) * inp[t], GAMMA * R + (1 - GAMMA) * Sp
@@ -120,7 +120,7 @@ def eq78_online_reference(ws, x, y, eta, reg, width=1.0):
         for i, w in enumerate(ws):
             P, Q, R = st[i]
             U = P @ w["w"] + w["bias"] - RHO * R
-            Sp = (U >= THETA).astype(float)
+            Sp = (U > THETA).astype(float)  # strict: a neuron at rest does not fire
             Y = Sp @ w["clf_w"]
             error = np.clip(Y - Yhat, -1, 1) @ w["feedback"].T  # error_i = sum_k H_ik (Y_k - Yhat_k)
             sg = (np.abs(U - THETA) <= width / 2).astype(float)  # boxcar
@@ -251,6 +251,26 @@ def test_decolle_forward_equals_golden_up_to_rounding():
         np.testing.assert_allclose(fl["Y"][:, 0].numpy()[:upto - 1 if len(bad) else upto], (rec.readout / 2**ls.classifier.weight.frac)[:upto - 1 if len(bad) else upto], atol=1e-12)
         agree.append((rec.spikes == s_f).mean())
     assert np.mean(agree) > 0.98
+
+
+def test_a_decolle_neuron_at_rest_does_not_fire():
+    """The shipped spec (threshold 0, biases initialised to 0): before any input arrives every
+    potential is exactly 0, and no neuron fires (``U > theta``, localsnn.spec.fires), in golden
+    and in the float model, neither for an all-zero sample nor at the first step of a real one
+    (the input reaches ``U`` through the traces, two steps later)."""
+    spec = S.load("digits-decolle")
+    g = Golden(spec)
+    net = decolle.build(spec, "decolle", RuleOptions()).double()
+    ds = data.load("digits")
+    q = g.quantize(ds.x_test[:1], ds.max_value)[0]
+    for x in (np.zeros_like(q), q):
+        rec = g.run_sample(x, learn=False).layers[0]
+        fl = net.record(torch.tensor(x / 2**spec.encoding.format.frac).expand(spec.timesteps, 1, -1))[0]
+        assert not rec.potential[:2].any() and not rec.spikes[:2].any()
+        assert not fl["U"][:2].any() and not fl["S"][:2].any()
+        if not x.any():
+            assert not rec.spikes.any() and not fl["S"].any() and not rec.readout.any()
+    assert rec.spikes.any()  # the real sample does make the layer fire, later
 
 
 def test_decolle_build_from_spec_takes_its_constants():
