@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from localsnn.errors import BadValueError
 from localsnn.spec import FixedFormat
 
 
@@ -33,9 +34,9 @@ def shift_round(v, s: int, mode: str, rand=None):
         return (v + (1 << (s - 1))) >> s
     if mode == "stochastic":
         if rand is None:
-            raise ValueError("stochastic rounding needs random words")
+            raise BadValueError("stochastic rounding needs random words")
         return (v + (rand & ((1 << s) - 1))) >> s
-    raise ValueError(f"unknown rounding mode {mode!r}")
+    raise BadValueError(f"unknown rounding mode {mode!r}")
 
 
 def shift_round_inplace(v: np.ndarray, s: int, mode: str, rand=None) -> np.ndarray:
@@ -48,10 +49,10 @@ def shift_round_inplace(v: np.ndarray, s: int, mode: str, rand=None) -> np.ndarr
         v += 1 << (s - 1)
     elif mode == "stochastic":
         if rand is None:
-            raise ValueError("stochastic rounding needs random words")
+            raise BadValueError("stochastic rounding needs random words")
         v += rand & ((1 << s) - 1)
     elif mode != "floor":
-        raise ValueError(f"unknown rounding mode {mode!r}")
+        raise BadValueError(f"unknown rounding mode {mode!r}")
     v >>= s
     return v
 

@@ -21,6 +21,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from localsnn.errors import BadValueError
+
 #: Galois (right-shift) tap masks of maximal-length LFSRs, one per supported width. They are
 #: the Xilinx XAPP052 tap sets (bit ``t-1`` for tap ``t``); ``is_maximal`` proves each one.
 TAPS: dict[int, int] = {
@@ -160,10 +162,10 @@ class LFSR:
 
     def __init__(self, width: int, seed: int) -> None:
         if width not in TAPS:
-            raise ValueError(f"no tap table for width {width}; allowed: {sorted(TAPS)}")
+            raise BadValueError(f"no tap table for width {width}; allowed: {sorted(TAPS)}")
         mask = (1 << width) - 1
         if not 0 < seed <= mask:
-            raise ValueError(f"seed must be from 1 to {mask} for a {width}-bit LFSR, not {seed}")
+            raise BadValueError(f"seed must be from 1 to {mask} for a {width}-bit LFSR, not {seed}")
         self.width = width
         self.state = seed
 

@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from localsnn.errors import BadValueError
 from localsnn.golden.encode import Encoder, quantize_pixels
 from localsnn.golden.fixed import IntTypes, bits_of, fit, narrow, shift_round, shift_round_inplace
 from localsnn.golden.lfsr import LFSR, stream_names
@@ -329,13 +330,13 @@ class Golden:
         nl = len(self.layers)
         learn_l = [learn] * nl if isinstance(learn, bool) else list(learn)
         if len(learn_l) != nl:
-            raise ValueError(f"learn has {len(learn_l)} entries; the network has {nl} layers")
+            raise BadValueError(f"learn has {len(learn_l)} entries; the network has {nl} layers")
         learn_l = [bool(a) and self.spec.layers[i].learn and spec.rule.learns and label is not None for i, a in enumerate(learn_l)]
         if any(learn_l) and not 0 <= int(label) < spec.classes:
-            raise ValueError(f"label {label} is outside 0..{spec.classes - 1}")
+            raise BadValueError(f"label {label} is outside 0..{spec.classes - 1}")
         x = np.asarray(x, dtype=np.int64)
         if x.shape != (spec.inputs,):
-            raise ValueError(f"a sample has {spec.inputs} inputs; got shape {x.shape}")
+            raise BadValueError(f"a sample has {spec.inputs} inputs; got shape {x.shape}")
         inputs = self.encoder.sample_inputs(x).astype(self.ints.wide)
         states = [self._new_state(L, lp) for L, lp in zip(self.layers, self.params.layers)]
         counters = new_counters(nl)
@@ -600,7 +601,7 @@ class Golden:
         learning off: returns (layers, B, classes). Same integers as :meth:`run_sample`."""
         X = np.asarray(X, dtype=np.int64)
         if X.ndim != 2 or X.shape[1] != self.spec.inputs:
-            raise ValueError(f"samples must have shape (B, {self.spec.inputs}); got {X.shape}")
+            raise BadValueError(f"samples must have shape (B, {self.spec.inputs}); got {X.shape}")
         out = [self._infer_batch(X[k : k + batch]) for k in range(0, len(X), batch)]
         return np.concatenate(out, axis=1) if out else np.zeros((len(self.layers), 0, self.spec.classes), dtype=np.int64)
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from localsnn.errors import LocalsnnError, SpecError
+from localsnn.errors import BadValueError, LocalsnnError, SpecError
 from localsnn.golden.lfsr import stream_names
 
 # -- the register bus -----------------------------------------------------------------------------
@@ -339,7 +339,7 @@ def frame_format(spec) -> FrameFormat:
 
 def encode_request(cmd: int, payload: bytes = b"") -> bytes:
     if len(payload) > 0xFFFF:
-        raise ValueError(f"payload of {len(payload)} bytes: a frame holds at most 65535")
+        raise BadValueError(f"payload of {len(payload)} bytes: a frame holds at most 65535")
     body = bytes([cmd, len(payload) & 0xFF, len(payload) >> 8]) + bytes(payload)
     return bytes([REQUEST_START]) + body + bytes([crc8(body)])
 

@@ -43,3 +43,16 @@ class DatasetError(LocalsnnError):
 
 class WeightsError(LocalsnnError, ValueError):
     """A weights file does not match the spec it is loaded for."""
+
+
+class BadValueError(LocalsnnError, ValueError):
+    """A value given to localsnn's library (an argument, a sample, a setting derived from a spec
+    or a board) is outside what is allowed; the message says what was given and what is."""
+
+
+class UnknownNameError(LocalsnnError, KeyError):
+    """A name (a rule, a memory, a stream) that localsnn does not know; the message lists the
+    known ones. ``str()`` is the message itself, not KeyError's quoted repr."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

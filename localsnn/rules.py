@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from localsnn.errors import UnknownNameError
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -76,12 +78,12 @@ DEFAULT = "ell"
 
 
 def rule(name: str) -> Rule:
-    """The entry of ``name``; a ``KeyError`` naming the allowed rules if there is none (the spec
+    """The entry of ``name``; an ``UnknownNameError`` (a ``KeyError``) naming the allowed rules if there is none (the spec
     reports an unknown ``learning.rule`` as a ``SpecError`` before anything looks it up)."""
     try:
         return RULES[name]
     except KeyError:
-        raise KeyError(f"unknown learning rule {name!r}; allowed: {', '.join(NAMES)}") from None
+        raise UnknownNameError(f"unknown learning rule {name!r}; allowed: {', '.join(NAMES)}") from None
 
 
 def names(*, learns: bool | None = None, neuron: str | None = None, mnist: bool = False) -> tuple[str, ...]:

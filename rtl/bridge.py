@@ -30,6 +30,7 @@ from amaranth.lib import io, memory, stream, wiring
 from amaranth.lib.crc import catalog as crc_catalog
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
+from localsnn.errors import BadValueError
 from localsnn.rtl.top import Network, bus_signature
 
 from localsnn.chip import (
@@ -64,7 +65,7 @@ class UARTRx(wiring.Component):
 
     def __init__(self, divisor: int):
         if divisor < 8:
-            raise ValueError(f"UART divisor {divisor}: at least 8 clocks per bit are needed")
+            raise BadValueError(f"UART divisor {divisor}: at least 8 clocks per bit are needed")
         self.divisor = divisor
         super().__init__({"rx": In(1, init=1), "data": Out(stream.Signature(8, always_ready=True))})
 
@@ -147,7 +148,7 @@ class Bridge(wiring.Component):
     def __init__(self, fmt: FrameFormat, in_width: int, out_width: int, timeout: int):
         for name, n in (("in_bytes", fmt.in_bytes), ("out_bytes", fmt.out_bytes), ("max_payload", fmt.max_payload)):
             if n & (n - 1):
-                raise ValueError(f"{name} = {n} must be a power of two")
+                raise BadValueError(f"{name} = {n} must be a power of two")
         self.fmt = fmt
         self.timeout = timeout
         self.in_width = in_width
@@ -442,7 +443,7 @@ class BoardTop(Elaboratable):
     def divisor(self, clk_hz: float) -> int:
         d = round(clk_hz / self.baud)
         if d < 8 or abs(clk_hz / d - self.baud) / self.baud > 0.02:
-            raise ValueError(f"a {clk_hz / 1e6:g} MHz clock cannot make {self.baud} baud within 2 % (divisor {d})")
+            raise BadValueError(f"a {clk_hz / 1e6:g} MHz clock cannot make {self.baud} baud within 2 % (divisor {d})")
         return d
 
     def elaborate(self, platform):

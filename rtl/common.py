@@ -8,6 +8,7 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from localsnn.chip import INDEX_BITS, REGION_BITS  # the register bus's address fields
+from localsnn.errors import BadValueError
 from localsnn.rtl.fixed import fmt_shape
 
 
@@ -27,7 +28,7 @@ def dbg_signature() -> wiring.Signature:
 def log2_exact(n: int) -> int:
     k = n.bit_length() - 1
     if 1 << k != n:
-        raise ValueError(f"{n} is not a power of two")
+        raise BadValueError(f"{n} is not a power of two")
     return k
 
 
@@ -73,7 +74,7 @@ class LaneMemory:
         shape = data.ArrayLayout(elem_shape, lanes)
         if single_port:
             if init is not None or second_read or not writable:
-                raise ValueError(f"memory {name!r}: a single-port memory has one read port, a write port and no initial contents")
+                raise BadValueError(f"memory {name!r}: a single-port memory has one read port, a write port and no initial contents")
             self._single_port(m, name, shape)
             return
         rows = None

@@ -28,6 +28,7 @@ from types import SimpleNamespace
 from amaranth import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data
 
+from localsnn.errors import BadValueError
 from localsnn.chip import PHASES, SPRAM_KEYS
 from localsnn.golden.params import LayerParams
 from localsnn.rtl.common import LaneMemory
@@ -46,7 +47,7 @@ class DecolleLayer(LayerBase):
 
     def __init__(self, spec: NetworkSpec, index: int, lanes: int, params: LayerParams, regions: dict[str, int], ev_shape, ev_depth: int, lfsr_seeds: tuple[int, int], spram: bool = False) -> None:
         if spec.layers[index].neuron.model != "decolle":
-            raise ValueError("DecolleLayer needs a layer of 'decolle' neurons")
+            raise BadValueError("DecolleLayer needs a layer of 'decolle' neurons")
         clf = spec.layers[index].classifier
         counts_bits = clf.accumulator + spec.timesteps.bit_length() + 1
         super().__init__(spec, index, lanes, params, regions, ev_shape, ev_depth, signed(counts_bits), spram)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from amaranth import Const, Mux, Shape, Value, signed, unsigned
 
+from localsnn.errors import BadValueError
 from localsnn.spec import FixedFormat
 
 
@@ -36,7 +37,7 @@ def shift_round(v, s, mode: str, rand=None) -> Value:
             return (v + (1 << (s - 1))) >> s
         if mode == "stochastic":
             return (v + Value.cast(rand)[:s]) >> s
-        raise ValueError(f"unknown rounding mode {mode!r}")
+        raise BadValueError(f"unknown rounding mode {mode!r}")
     s = Value.cast(s)
     if mode == "floor":
         return v >> s
@@ -52,7 +53,7 @@ def shift_round(v, s, mode: str, rand=None) -> Value:
         rand = Value.cast(rand)
         mask = (Const(1, len(rand) + 1) << s) - 1
         return (v + (rand & mask[: len(rand)])) >> s
-    raise ValueError(f"unknown rounding mode {mode!r}")
+    raise BadValueError(f"unknown rounding mode {mode!r}")
 
 
 def fit(v, fmt: FixedFormat) -> tuple[Value, Value]:

@@ -15,6 +15,7 @@ from amaranth import Array, Cat, Const, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from localsnn.errors import BadValueError
 from localsnn.golden.lfsr import power
 
 
@@ -80,7 +81,7 @@ def shared_draw(m: Module, streams: list[LFSR], select: Value, name: str = "draw
     ``streams[select]``, fed to every stream's ``next``; only the selected one may advance."""
     width = streams[0].width
     if any(not s.shared or s.width != width for s in streams):
-        raise ValueError("shared_draw needs streams of one width, each built with shared=True")
+        raise BadValueError("shared_draw needs streams of one width, each built with shared=True")
     draw = Signal(width, name=name)
     m.d.comb += draw.eq(draw_network(width, Array([s.state for s in streams])[select]))
     for s in streams:

@@ -37,6 +37,7 @@ from types import SimpleNamespace
 from amaranth import Array, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data
 
+from localsnn.errors import BadValueError
 from localsnn.chip import PHASES, SPRAM_KEYS
 from localsnn.golden.fixed import bits_of
 from localsnn.golden.params import LayerParams
@@ -64,7 +65,7 @@ class LIFLayer(LayerBase):
 
     def __init__(self, spec: NetworkSpec, index: int, lanes: int, params: LayerParams, regions: dict[str, int], ev_shape, ev_depth: int, lfsr_seeds: tuple[int, int], spram: bool = False) -> None:
         if spec.layers[index].neuron.model != "lif":
-            raise ValueError("LIFLayer needs a layer of 'lif' neurons")
+            raise BadValueError("LIFLayer needs a layer of 'lif' neurons")
         super().__init__(spec, index, lanes, params, regions, ev_shape, ev_depth, unsigned((spec.timesteps + 1).bit_length()), spram)
         self.lfsr_seeds = lfsr_seeds
         # the stochastic-rounding streams round:<l> and round:<l>.clf (the top reads and seeds them)

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from localsnn.errors import BadValueError
 from localsnn.golden.params import Params, init_params, save_params
 
 from localsnn.spec import NetworkSpec, dumps
@@ -36,7 +37,7 @@ def bridge_cosim(spec: NetworkSpec, samples, *, lanes: int = 1, params: Params |
 
     unknown = set(tests) - set(TESTS)
     if unknown:
-        raise ValueError(f"unknown bridge tests {sorted(unknown)}; there are {', '.join(TESTS)}")
+        raise BadValueError(f"unknown bridge tests {sorted(unknown)}; there are {', '.join(TESTS)}")
     params = params if params is not None else init_params(spec)
     text, memory_map = bridge_verilog(spec, lanes, params, divisor, spram=spram)
     with tempfile.TemporaryDirectory(prefix="localsnn-bridge-") as tmp:

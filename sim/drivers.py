@@ -24,6 +24,8 @@ import random
 from collections.abc import Iterable
 
 import cocotb
+
+from localsnn.errors import BadValueError
 from cocotb.clock import Clock
 from cocotb.triggers import Event, FallingEdge, First, Lock, ReadOnly, RisingEdge, Timer
 
@@ -67,7 +69,7 @@ class StreamSource:
 
     def __init__(self, dut, prefix: str, clk, *, idle_prob: float = 0.0, seed: int = 0):
         if not 0.0 <= idle_prob < 1.0:
-            raise ValueError(f"idle_prob must be in [0, 1), got {idle_prob}")
+            raise BadValueError(f"idle_prob must be in [0, 1), got {idle_prob}")
         self.clk = clk
         self.valid = getattr(dut, f"{prefix}__valid")
         self.ready = getattr(dut, f"{prefix}__ready")
@@ -109,7 +111,7 @@ class StreamSink:
 
     def __init__(self, dut, prefix: str, clk, *, stall_prob: float = 0.0, seed: int = 0):
         if not 0.0 <= stall_prob < 1.0:
-            raise ValueError(f"stall_prob must be in [0, 1), got {stall_prob}")
+            raise BadValueError(f"stall_prob must be in [0, 1), got {stall_prob}")
         self.clk = clk
         self.valid = getattr(dut, f"{prefix}__valid")
         self.ready = getattr(dut, f"{prefix}__ready")

@@ -17,6 +17,7 @@ import subprocess
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from localsnn.errors import BadValueError
 from localsnn.sim.runner import verilator_env, verilator_info
 
 __all__ = ["AMARANTH_WAIVERS", "LintError", "lint", "lint_command"]
@@ -65,9 +66,9 @@ def lint_command(verilog_path: str | os.PathLike, toplevel: str,
             raise TypeError(f"waiver must be a (CODE, reason) pair, got {item!r}")
         code, reason = item
         if not re.fullmatch(r"[A-Z0-9_]+", str(code)):
-            raise ValueError(f"waiver code must be a Verilator warning code, got {code!r}")
+            raise BadValueError(f"waiver code must be a Verilator warning code, got {code!r}")
         if not str(reason).strip():
-            raise ValueError(f"waiver {code} needs a reason")
+            raise BadValueError(f"waiver {code} needs a reason")
         cmd.append(f"-Wno-{code}")
     cmd.append(str(Path(verilog_path).resolve()))
     return cmd

