@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from localsnn.errors import WeightsError
+from localsnn.errors import SpecError, WeightsError
 from localsnn.golden.lfsr import LFSR
-from localsnn.spec import FixedFormat, NetworkSpec, dumps
+from localsnn.spec import FixedFormat, NetworkSpec, dumps, loads
+from localsnn.util import atomic_write
 
 #: round(2**16 / sqrt(2)): the standard deviation sqrt(1/2) of DECOLLE's omega in Q16
 SQRT_HALF_Q16 = 46341
@@ -161,27 +164,83 @@ def save_params(params: Params, path: str | Path, spec: NetworkSpec) -> None:
     arrays["spec.toml"] = np.frombuffer(dumps(spec).encode(), dtype=np.uint8)
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
-    Path(path).write_bytes(buf.getvalue())
+    atomic_write(Path(path), buf.getvalue())  # a run stopped while writing leaves the old file
+
+
+def read_npz(path: str | Path, what: str = "weights", fix: str = "write it again") -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` archive ``path``, read and decompressed at once.
+
+    A file that is missing, a folder, empty, not an ``.npz`` archive (a text file, a pickle),
+    truncated or corrupted raises :class:`WeightsError` that names the file and what is wrong
+    with it and ends with ``fix``, what to do (``what``: the kind of file the command expected)."""
+    path = Path(path)
+    if not path.exists():
+        raise WeightsError(f"no {what} file {path}")
+    if path.is_dir():
+        raise WeightsError(f"{path} is a folder; give the {what} file (.npz) itself")
+    if path.stat().st_size == 0:
+        raise WeightsError(f"{path} is empty (0 bytes): not a {what} file; {fix}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise WeightsError(f"{path} holds one bare numpy array, not a {what} file (an .npz archive of named arrays written by localsnn)")
+            return {name: data[name] for name in data.files}
+    except WeightsError:
+        raise
+    except ValueError as err:
+        if "pickled" not in str(err):  # numpy: not .npy/.npz, or an object array inside
+            raise WeightsError(f"{path} is damaged ({err}); {fix}") from None
+        raise WeightsError(f"{path} is not a {what} file: not an .npz archive of named arrays (it reads as text or a pickle, which localsnn never writes)") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError) as err:
+        kind = type(err).__name__ if type(err).__module__ == "builtins" else f"{type(err).__module__}.{type(err).__name__}"
+        raise WeightsError(f"{path} is damaged, truncated or not an .npz archive ({kind}: {err}); {fix}") from None
+
+
+def _same_formats(path: Path, stored: NetworkSpec, spec: NetworkSpec) -> None:
+    """Refuse weights written for formats other than ``spec``'s: the same integer means another
+    number in another format, so they would load without an error and compute nonsense."""
+    have, need = _expected(stored), _expected(spec)
+    if len(have) != len(need):
+        raise WeightsError(f"{path} holds {len(have)} layers (by the spec stored in the file, {stored.name!r}); the spec it is loaded with ({spec.name!r}) has {len(need)}")
+    for i, (h, n) in enumerate(zip(have, need)):
+        if set(h) != set(n):
+            raise WeightsError(f"{path}, layer {i}: arrays {sorted(h)} (by the spec stored in the file, {stored.name!r}); the spec it is loaded with ({spec.name!r}) needs {sorted(n)}")
+        for name in n:
+            (hs, hf), (ns, nf) = h[name], n[name]
+            if (hf.width, hf.frac, hf.signed) != (nf.width, nf.frac, nf.signed):
+                raise WeightsError(
+                    f"{path}, layer {i} {name}: written as {hf.describe()} (by the spec stored in the file, {stored.name!r}); "
+                    f"the spec it is loaded with ({spec.name!r}) needs {nf.describe()}: load the weights with the spec they were written for"
+                )
+            if hs != ns:
+                raise WeightsError(f"{path}, layer {i} {name}: shape {hs} (by the spec stored in the file, {stored.name!r}); the spec it is loaded with ({spec.name!r}) needs {ns}")
 
 
 def load_params(path: str | Path, spec: NetworkSpec) -> Params:
-    """Read parameters written by :func:`save_params` and check them against ``spec``."""
+    """Read parameters written by :func:`save_params` and check them against ``spec``: every
+    array's format (width, fractional bits, sign) and shape as the spec stored in the file
+    says, then the arrays themselves (shapes, integer values in range)."""
     path = Path(path)
+    arrays = read_npz(path)
+    stored_toml = arrays.pop("spec.toml", None)
+    if stored_toml is None:
+        raise WeightsError(f"{path} holds no spec.toml: not a weights file written by localsnn (golden train, export, board run --save-weights)")
     try:
-        data = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise WeightsError(f"no weights file {path}") from None
-    except (OSError, ValueError) as err:
-        raise WeightsError(f"{path} is not a weights file written by localsnn ({err})") from None
-    with data:
-        names = [n for n in data.files if n.startswith("layer")]
-        count = 1 + max((int(n[5:].split(".")[0]) for n in names), default=-1)
-        layers = []
-        for i in range(count):
-            kw = {k.split(".", 1)[1]: data[k] for k in names if k.startswith(f"layer{i}.")}
-            if "w" not in kw or "clf_w" not in kw:
-                raise WeightsError(f"{path}: layer {i} lacks 'w' or 'clf_w'")
-            layers.append(LayerParams(**kw))
+        stored = loads(bytes(stored_toml).decode(), source=f"{path}: spec.toml")
+    except (SpecError, UnicodeDecodeError) as err:
+        raise WeightsError(f"{path}: the spec stored in it is not a valid spec ({err})") from None
+    _same_formats(path, stored, spec)
+    names = [n for n in arrays if n.startswith("layer")]
+    count = 1 + max((int(n[5:].split(".")[0]) for n in names if n[5:].split(".")[0].isdigit()), default=-1)
+    layers = []
+    for i in range(count):
+        kw = {k.split(".", 1)[1]: arrays[k] for k in names if k.startswith(f"layer{i}.")}
+        if "w" not in kw or "clf_w" not in kw:
+            raise WeightsError(f"{path}: layer {i} lacks 'w' or 'clf_w'")
+        unknown = set(kw) - {"w", "clf_w", "bias", "feedback"}
+        if unknown:
+            raise WeightsError(f"{path}: layer {i} holds arrays {sorted(unknown)} that localsnn does not write (w, clf_w, bias, feedback)")
+        layers.append(LayerParams(**kw))
     params = Params(layers)
     check_params(spec, params, str(path))
     return params

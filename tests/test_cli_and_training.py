@@ -48,20 +48,25 @@ def test_dataset_and_spec_mismatch_is_an_error(capsys):
 
 def test_train_writes_results_and_eval_reads_them(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["golden", "train", "--config", "digits", "--dataset", "digits", "--epochs", "2", "--limit", "300", "--out", str(out), "--quiet"]) == 0
-    text = capsys.readouterr().out
-    assert "epoch   2" in text and "best test accuracy" in text
-    for name in ("weights.npz", "metrics.json", "metrics.csv", "spec.toml", "checkpoint.npz", "learning_curves.png"):
+    assert main(["golden", "train", "--config", "digits", "--dataset", "digits", "--epochs", "3", "--limit", "300", "--out", str(out), "--quiet"]) == 0
+    text_train = capsys.readouterr().out
+    assert "epoch   3" in text_train and "best test accuracy" in text_train
+    for name in ("weights.npz", "weights-best.npz", "metrics.json", "metrics.csv", "spec.toml", "checkpoint.npz", "learning_curves.png"):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
-    assert [m["epoch"] for m in metrics] == [1, 2]
+    assert [m["epoch"] for m in metrics] == [1, 2, 3]
     assert 0 <= metrics[-1]["test_acc"][0] <= 1
     assert main(["golden", "eval", "--config", "digits", "--dataset", "digits", "--weights", str(out / "weights.npz")]) == 0
     text = capsys.readouterr().out
     assert f"layer 0: {100 * metrics[-1]['test_acc'][0]:5.1f}%" in text
     assert "confusion matrix" in text
+    # weights-best.npz holds the epoch with the best test accuracy, and the summary says which
+    best = max(metrics, key=lambda m: m["test_acc"][0])
+    assert f"best test accuracy (network decision): {100 * best['test_acc'][0]:.1f}% at epoch {best['epoch']}" in text_train
+    assert main(["golden", "eval", "--config", "digits", "--dataset", "digits", "--weights", str(out / "weights-best.npz")]) == 0
+    assert f"layer 0: {100 * best['test_acc'][0]:5.1f}%" in capsys.readouterr().out
     assert main(["golden", "eval", "--config", "digits", "--dataset", "digits"]) == 2
-    assert "needs --weights FILE" in capsys.readouterr().err
+    assert "the following arguments are required: --weights" in capsys.readouterr().err
 
 
 def test_resume_after_an_interruption_gives_the_same_result(digits, tmp_path, monkeypatch):

@@ -182,20 +182,31 @@ def test_params_save_load_and_mismatches(tmp_path):
     path = tmp_path / "w.npz"
     save_params(g.params, path, spec)
     assert load_params(path, spec).equal(g.params)
-    with pytest.raises(WeightsError, match=r"layer 0: arrays \['bias', 'clf_w', 'feedback', 'w'\]; the spec needs \['clf_w', 'w'\]"):
+    with pytest.raises(WeightsError, match=r"layer 0: arrays \['bias', 'clf_w', 'feedback', 'w'\] \(by the spec stored in the file, 'decolle-direct'\); the spec it is loaded with \('ell-direct'\) needs \['clf_w', 'w'\]"):
         load_params(path, two_layer("ell", "direct"))
     ell = two_layer("ell", "direct")
     save_params(Golden(ell).params, tmp_path / "ell.npz", ell)
-    with pytest.raises(WeightsError, match=r"layer 1 w: shape \(24, 16\); the spec needs \(24, 12\)"):
+    with pytest.raises(WeightsError, match=r"layer 1 w: shape \(24, 16\) \(by the spec stored in the file, 'ell-direct'\); the spec it is loaded with \('ell-direct'\) needs \(24, 12\)"):
         load_params(tmp_path / "ell.npz", two_layer("ell", "direct", sizes=(24, 12)))
-    with pytest.raises(WeightsError, match="has 2 layers; the spec 'ell-direct' has 1"):
+    with pytest.raises(WeightsError, match="holds 2 layers .*; the spec it is loaded with \\('ell-direct'\\) has 1"):
         load_params(tmp_path / "ell.npz", two_layer("ell", "direct", sizes=(24,)))
     with pytest.raises(WeightsError, match="no weights file"):
         load_params(tmp_path / "missing.npz", spec)
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip")
-    with pytest.raises(WeightsError, match="is not a weights file written by localsnn"):
+    with pytest.raises(WeightsError, match="bad.npz is not a weights file: not an .npz archive"):
         load_params(bad, spec)
+    # the same shapes in another format: the integers would mean other numbers
+    import dataclasses
+
+    layer = ell.layers[0]
+    other = dataclasses.replace(ell, layers=(dataclasses.replace(layer, weight=dataclasses.replace(layer.weight, frac=10)), *ell.layers[1:]))
+    with pytest.raises(WeightsError, match=r"ell.npz, layer 0 w: written as s16.12 .* needs s16.10: load the weights with the spec they were written for"):
+        load_params(tmp_path / "ell.npz", other)
+    # a file that holds arrays but no spec: not written by localsnn
+    np.savez(tmp_path / "bare.npz", **{"layer0.w": g.params.layers[0].w})
+    with pytest.raises(WeightsError, match="holds no spec.toml"):
+        load_params(tmp_path / "bare.npz", spec)
     big = g.params.copy()
     big.layers[0].w[0, 0] = 1 << 20
     save_params(big, tmp_path / "big.npz", spec)

@@ -564,7 +564,7 @@ def _child(argv: list[str]) -> int:
         rec.watch()
         rc = cli.main(args)
     except KeyboardInterrupt:  # before cli.main caught it (imports)
-        print("localsnn: interrupted (resume with --resume)", file=sys.stderr)
+        print("localsnn: interrupted (before the run started)", file=sys.stderr)
         rc = 130
     finally:
         rec.stop.set()

@@ -391,7 +391,8 @@ def load_checkpoint(path: str | Path, device="cpu") -> Checkpoint:
     except LocalsnnError:
         raise
     except Exception as err:  # noqa: BLE001 - torch raises many kinds for a damaged or foreign file
-        raise LocalsnnError(f"{path} is not a readable localsnn training checkpoint ({type(err).__name__}: {err})") from None
+        first = (str(err).strip().splitlines() or [""])[0][:200]  # torch's messages run to many lines
+        raise LocalsnnError(f"{path} is not a readable localsnn training checkpoint ({type(err).__name__}: {first}); give a checkpoint.pt written by 'localsnn train', or its run folder") from None
     return Checkpoint(path, cfg, spec, state["spec"], int(state["epoch"]), state, history)
 
 
@@ -548,6 +549,8 @@ def train(
     if on_start is not None:
         on_start(learner, history)
     folder.mkdir(parents=True, exist_ok=True)
+    if ckpt is None:  # starting over (--overwrite): the earlier run's checkpoint is not this run's
+        ckpt_path.unlink(missing_ok=True)
     (folder / "spec.toml").write_text(spec_text, encoding="utf-8")
     (folder / "config.json").write_text(json.dumps(cfg.to_json(), indent=1), encoding="utf-8")
     try:

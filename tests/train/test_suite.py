@@ -190,7 +190,7 @@ def test_the_budget_stops_a_run_after_a_checkpoint_and_the_next_call_goes_on(tmp
     assert r["status"] == "stopped" and 0 < done < 1000
     assert r["reason"].startswith(f"after epoch {done}: the next would need")
     assert ckpt_epoch(out / "long") == done == len(json.loads((out / "long" / "metrics.json").read_text()))
-    assert "localsnn: interrupted (resume with --resume)" in (out / "long" / S.STDERR_LOG).read_text()
+    assert "localsnn: interrupted; continue from the last checkpoint" in (out / "long" / S.STDERR_LOG).read_text()
     assert S.main(["--plan", plan, *FAST, "--budget-s", "15", "--grace-s", "5", "-o", str(out)]) == 0
     r = suite_json(out)["runs"]["long"]
     assert r["calls"][1]["argv"][-1] == "--resume" and r["calls"][1]["epochs"][0] == done
