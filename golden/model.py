@@ -22,7 +22,8 @@ exp(-1/tau)``. The spiking classifier is the same neuron fed with ``o[t]``.
     U[t]   = fit_U(R_U(sum_j W_ji P_j[t] + b_i 2**f_p, f_w + f_p - f_u) - R_U(rho R_i[t], f_p))
     S[t]   = [U[t] > theta]      (strict: localsnn.spec.fires)
     Y_k[t] = sum_i G_ik S_i[t]                                  fixed random readout
-    Q[t+1] = Q + R_P((1-beta)(S_in[t] - Q)),  P[t+1] = P + R_P((1-alpha)(Q[t] - P)),
+    Q[t+1] = Q + R_P((1-beta)(S_in[t] - Q)),  P[t+1] = P + R_P((1-alpha)(Q[t] - P))
+             (trace_order "decolle-public": Q[t+1] in place of Q[t]; spec.advance_traces),
     R[t+1] = R + R_P((1-gamma)(S[t] - R))
 
 **Learning** (when the layer learns; ``y_k = [k == label]`` every step; ``lut`` is the spec's
@@ -58,7 +59,7 @@ from localsnn.golden.encode import Encoder, quantize_pixels
 from localsnn.golden.fixed import IntTypes, bits_of, fit, narrow, shift_round, shift_round_inplace
 from localsnn.golden.lfsr import LFSR, stream_names
 from localsnn.golden.params import Params, check_params, init_params
-from localsnn.spec import Decay, FixedFormat, NetworkSpec, fires
+from localsnn.spec import Decay, FixedFormat, NetworkSpec, advance_traces, fires
 
 # ---------------------------------------------------------------------------------------------
 # Neuron arithmetic shared by the per-sample and the batched paths
@@ -167,6 +168,7 @@ class LayerConstants:
             self.hfmt = clf.feedback
         if self.model == "decolle":
             self.beta, self.gamma = n.beta, n.gamma
+            self.trace_order = n.trace_order
             self.pfmt = n.trace
             self.f_p = n.trace.frac
             self.rho = n.rho_int
@@ -566,13 +568,20 @@ class Golden:
             raw = np.multiply.outer(P[rows].astype(L.upd_dtype), -d.astype(L.upd_dtype)) if d.any() else None
             self._learn_block(st, "acc", st["view"], rows, raw, L.shift, L.wfmt, rand, apply_now, c, "hidden")
             self._learn_bias(L, lp, st, d, rand, apply_now, c)
-        # traces for the next step: Q <- Q + (1-beta)(S_in - Q); P <- P + (1-alpha)(Q - P); R likewise
+        # traces for the next step: Q <- Q + (1-beta)(S_in - Q); P <- P + (1-alpha)(Q - P), with
+        # the Q the spec's trace_order says (localsnn.spec.advance_traces); R likewise
         rnd = L.pfmt.rounding
         x = inp.astype(self.ints.wide) << (L.f_p - L.raw_frac)
-        Pn, o1 = fit(P + leak_complement(Q - P, nrn.decay, rnd), L.pfmt)
-        Qn, o2 = fit(Q + leak_complement(x - Q, L.beta, rnd), L.pfmt)
-        Rn, o3 = fit(R + leak_complement(S * L.one_p - R, L.gamma, rnd), L.pfmt)
-        c["overflow_trace"] += o1 + o2 + o3
+        over = []
+
+        def move(v, target, decay):
+            moved, o = fit(v + leak_complement(target - v, decay, rnd), L.pfmt)
+            over.append(o)
+            return moved
+
+        Pn, Qn = advance_traces(L.trace_order, Q, x, lambda t: move(P, t, nrn.decay), lambda t: move(Q, t, L.beta))
+        Rn = move(R, S * L.one_p, L.gamma)
+        c["overflow_trace"] += sum(over)
         st["P"], st["Q"], st["R"] = Pn, Qn, Rn
         return S, U, None, None, Y
 
@@ -650,11 +659,12 @@ class Golden:
                     U, _ = fit(v, nrn.potential)
                     S = fires("decolle", U, nrn.theta).astype(np.int64).astype(self.ints.wide)
                     x = seq[:, t].astype(self.ints.wide) << (L.f_p - L.raw_frac)
-                    P, Q, R = (
-                        fit(P + leak_complement(Q - P, nrn.decay, rnd), L.pfmt)[0],
-                        fit(Q + leak_complement(x - Q, L.beta, rnd), L.pfmt)[0],
-                        fit(R + leak_complement(S * L.one_p - R, L.gamma, rnd), L.pfmt)[0],
+                    P, Q = advance_traces(
+                        L.trace_order, Q, x,
+                        lambda target, P=P: fit(P + leak_complement(target - P, nrn.decay, rnd), L.pfmt)[0],
+                        lambda target, Q=Q: fit(Q + leak_complement(target - Q, L.beta, rnd), L.pfmt)[0],
                     )
+                    R = fit(R + leak_complement(S * L.one_p - R, L.gamma, rnd), L.pfmt)[0]
                     spikes[:, t] = S
                 counts = _matmul(spikes.reshape(B * T, L.size), lp.clf_w, L.cfmt.max_abs).reshape(B, T, L.classes).sum(axis=1)
             result.append(counts)

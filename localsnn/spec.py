@@ -35,6 +35,8 @@ ROUNDINGS = ("floor", "nearest", "stochastic")
 OVERFLOWS = ("saturate", "wrap")
 NEURON_MODELS = ("lif", "decolle")
 LEAKS = ("multiply", "shift")
+#: DECOLLE's trace order (``NeuronSpec.trace_order``): eq. 4 as printed, or the authors' code
+TRACE_ORDERS = ("paper", "decolle-public")
 ENCODINGS = ("direct", "rate", "latency")
 CLASSIFIERS = ("spiking", "random")
 #: the on-chip learning rules (:mod:`localsnn.rules`, one entry each)
@@ -251,7 +253,11 @@ class NeuronSpec:
     ``model = "decolle"`` is Kaiser et al. eq. 4: ``U = sum_j W_j P_j - rho*R + b``, ``S = [U >
     theta]`` (strict: :func:`fires`), ``P <- alpha P + (1-alpha) Q``, ``Q <- beta Q + (1-beta) S_in``, ``R <- gamma R +
     (1-gamma) S`` with ``alpha, beta, gamma = exp(-1/tau), exp(-1/tau_syn), exp(-1/tau_ref)``;
-    P, Q and R are stored in ``trace``.
+    P, Q and R are stored in ``trace``. ``trace_order`` says which ``Q`` the membrane trace ``P``
+    takes: ``"paper"`` (eq. 4 as printed) the ``Q`` of this step before its update, so that an
+    input spike of step ``t`` reaches ``U`` at ``t+2``; ``"decolle-public"`` (the authors' public
+    code) this step's updated ``Q``, ``P <- alpha P + (1-alpha) (beta Q + (1-beta) S_in)``, one
+    step of latency: :func:`advance_traces`.
     """
 
     model: str = "lif"
@@ -264,9 +270,11 @@ class NeuronSpec:
     tau_ref: float = 2.0
     rho: float = 1.0
     trace: FixedFormat = field(default_factory=lambda: _fmt(16, 14, signed=False))
+    trace_order: str = "paper"
 
     def __post_init__(self) -> None:
         _check_choice("model", self.model, NEURON_MODELS)
+        _check_choice("trace_order", self.trace_order, TRACE_ORDERS)
         _check_float("tau", self.tau, positive=True)
         _check_float("threshold", self.threshold)
         _check_choice("leak", self.leak, LEAKS)
@@ -454,6 +462,24 @@ def fires(model: str, u: Any, theta: Any) -> Any:
     is at rest at ``u = 0 < theta`` (the spec requires ``theta > 0`` there).
     """
     return u > theta if model == "decolle" else u >= theta
+
+
+def advance_traces(order: str, Q: Any, x: Any, step_p: Any, step_q: Any) -> tuple[Any, Any]:
+    """DECOLLE's input traces for the next step, the one order golden (integers), the float model
+    (tensors) and the RTL (Amaranth values) follow; ``step_p(v)`` and ``step_q(v)`` return ``P``
+    and ``Q`` moved towards ``v`` (``P + (1-alpha)(v - P)``, rounded and fitted in the caller's
+    arithmetic)::
+
+        Q' = Q + (1-beta) (x - Q)                      this step's input x
+        P' = P + (1-alpha) (Q - P)     "paper": eq. 4 as printed, this step's Q before its update
+        P' = P + (1-alpha) (Q' - P)    "decolle-public": the authors' code, the updated Q
+
+    With ``"paper"`` an input reaches ``P``, hence ``U``, two steps after it arrives; with
+    ``"decolle-public"`` one.
+    """
+    q_new = step_q(x)
+    p_new = step_p(q_new if order == "decolle-public" else Q)
+    return p_new, q_new
 
 
 def surrogate_function(kind: str, width: float, x: Any, exp: Any = math.exp, indicator: Any = float) -> Any:

@@ -17,7 +17,7 @@ BACKPROP     neuron i, classifier word                 d_i = fit_E(R(lut(U_i) su
 HUPD         P-list entry, word                        W += R(-d P)
 BUPD         word                                      b += R(-d 2**f_P)
 LIVE         input events                              rows whose traces become nonzero
-TRACES       live inputs                               Q += (1-beta)(x - Q); P += (1-alpha)(Q - P)
+TRACES       live inputs                               Q += (1-beta)(x - Q); P += (1-alpha)(Q - P) (Q or Q')
 =========== ========================================= ===================================
 """
 
@@ -38,7 +38,7 @@ from localsnn.rtl.lfsr import LFSR
 from localsnn.rtl.loop import Loop
 from localsnn.rtl.phases import Phases
 from localsnn.rtl.neuron import leak_complement
-from localsnn.spec import NetworkSpec, fires
+from localsnn.spec import NetworkSpec, advance_traces, fires
 
 
 class DecolleLayer(LayerBase):
@@ -327,7 +327,9 @@ class DecolleLayer(LayerBase):
             self._update_words(m, bmem, s2.outer, dlmem, b.one_p, b.hid_shift, G.wfmt)
 
     def _traces(self, m, b) -> None:
-        """TRACES: ``Q += (1-beta)(x - Q); P += (1-alpha)(Q - P)`` on the live inputs."""
+        """TRACES: ``Q += (1-beta)(x - Q); P += (1-alpha)(Q - P)`` on the live inputs, ``P`` from
+        the ``Q`` before or after its update as the spec's ``trace_order`` says
+        (``spec.advance_traces``: with "decolle-public" the two updates are in series)."""
         G, P_, nrn = self.g, self.g.pfmt, self.g.neurons
         live, pmem, qmem, curmem = b.live, b.pmem, b.qmem, b.curmem
         s0, s1, s2 = b.loops["traces"].s
@@ -346,6 +348,9 @@ class DecolleLayer(LayerBase):
             x_now = _wire(m, Mux(active, x_in, 0), "tr_x")
             p_old = _wire(m, Mux(fresh, 0, pmem.rd.data[0]), "tr_p")
             q_old = _wire(m, Mux(fresh, 0, qmem.rd.data[0]), "tr_q")
-            p_new, _ = fit(p_old + leak_complement(q_old - p_old, nrn.decay, P_.rounding), P_)
-            q_new, _ = fit(q_old + leak_complement(x_now - q_old, G.beta, P_.rounding), P_)
+            p_new, q_new = advance_traces(
+                G.trace_order, q_old, x_now,
+                lambda target: _wire(m, fit(p_old + leak_complement(target - p_old, nrn.decay, P_.rounding), P_)[0], "tr_p_new"),
+                lambda target: _wire(m, fit(q_old + leak_complement(target - q_old, G.beta, P_.rounding), P_)[0], "tr_q_new"),
+            )
             m.d.comb += [pmem.wr.addr.eq(jt), pmem.wr.data[0].eq(p_new), pmem.wr.en.eq(1), qmem.wr.addr.eq(jt), qmem.wr.data[0].eq(q_new), qmem.wr.en.eq(1)]

@@ -20,12 +20,15 @@ ENCODINGS = ("direct", "rate", "latency")
 def matrix_spec(rule: str, encoding: str, net: str) -> S.NetworkSpec:
     """``net = "digits"``: the shipped 64-64-10 digits spec of the rule (its registry entry's
     ``digits_spec``); ``net = "two"``: the same neurons and formats as 64-24-16-10 with two
-    hidden layers, T = 6."""
+    hidden layers, T = 6, DECOLLE's with the authors' trace order (``trace_order =
+    "decolle-public"``; the shipped spec has the paper's), so that the matrix runs both."""
     base = S.load(R.rule(rule).digits_spec)
     base = dataclasses.replace(base, encoding=dataclasses.replace(base.encoding, kind=encoding), learning=dataclasses.replace(base.learning, rule=rule))
     if net == "digits":
         return dataclasses.replace(base, name=f"digits-{rule}-{encoding}")
     layer = base.layers[0]
+    if layer.neuron.model == "decolle":
+        layer = dataclasses.replace(layer, neuron=dataclasses.replace(layer.neuron, trace_order="decolle-public"))
     acc = 40
     layers = (dataclasses.replace(layer, size=24, accumulator=acc), dataclasses.replace(layer, size=16, accumulator=acc))
     return dataclasses.replace(base, name=f"two-{rule}-{encoding}", layers=layers, timesteps=6)
@@ -123,7 +126,7 @@ def random_spec(seed: int, *, chip: bool = True, size_max: int = 24) -> tuple[S.
                 tf = d.fmt(2, min(wmax, 20), signed=False, frac=(max(1, pix.frac if enc == "direct" else 0), 16))
                 if tf.frac < 1 or tf.max_int < (1 << tf.frac):
                     continue
-                neuron = S.NeuronSpec(model="decolle", tau=tau, tau_syn=d.choice((1.0, 2.0, 5.0)), tau_ref=d.choice((1.0, 2.0, 4.0)), rho=d.choice((0.0, lsb, 0.5, 1.0)), threshold=theta, leak=leak, potential=pot, decay=dec, trace=tf)
+                neuron = S.NeuronSpec(model="decolle", tau=tau, tau_syn=d.choice((1.0, 2.0, 5.0)), tau_ref=d.choice((1.0, 2.0, 4.0)), rho=d.choice((0.0, lsb, 0.5, 1.0)), threshold=theta, leak=leak, potential=pot, decay=dec, trace=tf, trace_order=d.choice(S.TRACE_ORDERS))
                 gfmt = d.fmt(2, min(wmax, 16))
                 clf = S.ClassifierSpec(kind="random", weight=gfmt, accumulator=min(63, wmax) if chip else 63, init=S.InitSpec(scale=d.choice((0.0, 0.125, gfmt.to_real(gfmt.max_int)))), feedback=d.fmt(2, min(wmax, 16)))
                 sk = d.choice(("boxcar", "exp", "rect"))

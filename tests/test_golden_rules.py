@@ -184,10 +184,10 @@ def test_fell_update_uses_the_forward_eligibility_trace(rounding):
     assert not np.array_equal(ell.weights[-1].layers[0].w, rec.weights[-1].layers[0].w)
 
 
-def decolle_net(rounding: str, timesteps: int = 3) -> S.NetworkSpec:
+def decolle_net(rounding: str, timesteps: int = 3, trace_order: str = "paper") -> S.NetworkSpec:
     neuron = S.NeuronSpec(
         model="decolle", tau=2.0, tau_syn=1.0, tau_ref=2.0, rho=0.5, threshold=0.0,
-        potential=F(40, 20), decay=F(4, 4, signed=False, rounding="nearest"), trace=F(14, 12, signed=False),
+        potential=F(40, 20), decay=F(4, 4, signed=False, rounding="nearest"), trace=F(14, 12, signed=False), trace_order=trace_order,
     )
     return S.NetworkSpec(
         name="exact-decolle",
@@ -205,9 +205,9 @@ def decolle_net(rounding: str, timesteps: int = 3) -> S.NetworkSpec:
     )
 
 
-@pytest.mark.parametrize("rounding", ["floor", "nearest", "stochastic"])
-def test_decolle_neuron_and_update_follow_eq_4_7_8(rounding):
-    spec = decolle_net(rounding)
+@pytest.mark.parametrize("rounding, trace_order", [("floor", "paper"), ("nearest", "decolle-public"), ("stochastic", "paper"), ("stochastic", "decolle-public")])
+def test_decolle_neuron_and_update_follow_eq_4_7_8(rounding, trace_order):
+    spec = decolle_net(rounding, trace_order=trace_order)
     layer = spec.layers[0]
     n = layer.neuron
     g, w0, rec = run_recorded(spec, 2)
@@ -243,8 +243,11 @@ def test_decolle_neuron_and_update_follow_eq_4_7_8(rounding):
         check_change(after.layers[0].w - before.layers[0].w, dW, layer.weight.frac, rounding)
         check_change(after.layers[0].bias - before.layers[0].bias, db, layer.weight.frac, rounding)
         changed += int(np.count_nonzero(after.layers[0].w - before.layers[0].w))
-        # eq. 4 traces, with the pre-update Q in P's update
-        P, Q, R = alpha * P + (1 - alpha) * Q, beta * Q + (1 - beta) * x, gamma * R + (1 - gamma) * Sp
+        # eq. 4 traces: P's update takes the Q of this step before its update (the paper), or after
+        # it (the authors' public code: the input reaches U one step earlier)
+        Q_new = beta * Q + (1 - beta) * x
+        P = alpha * P + (1 - alpha) * (Q if trace_order == "paper" else Q_new)
+        Q, R = Q_new, gamma * R + (1 - gamma) * Sp
         before = after
     assert changed > 0
 

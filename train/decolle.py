@@ -6,6 +6,7 @@ Neuron and synapse, eq. 4 (time step ``t``; ``l`` the layer, ``j`` its inputs, `
     U_i[t]   = sum_j W_ji P_j[t] + b_i - rho R_i[t]                         membrane (eq. 4)
     S_i[t]   = [U_i[t] > theta]                                           spike (strict)
     P_j[t+1] = alpha P_j[t] + (1 - alpha) Q_j[t]                          membrane trace
+               (trace_order "decolle-public": Q_j[t+1], the authors' code)
     Q_j[t+1] = beta  Q_j[t] + (1 - beta)  S^{l-1}_j[t]                    synaptic trace
     R_i[t+1] = gamma R_i[t] + (1 - gamma) S_i[t]                          refractory trace
 
@@ -66,7 +67,7 @@ import torch
 from torch import Tensor, nn
 
 from localsnn.errors import SpecError
-from localsnn.spec import NetworkSpec, fires
+from localsnn.spec import TRACE_ORDERS, NetworkSpec, advance_traces, fires
 from localsnn.train.api import UPDATES, RuleOptions
 
 #: surrogate derivatives (the spec's ``SurrogateSpec.function`` in torch); ``x = |u - theta|``
@@ -224,6 +225,7 @@ class DecolleLayerConfig:
     init_scale: float
     readout_scale: float
     learn: bool = True
+    trace_order: str = "paper"
 
     def check(self, where: str) -> None:
         check_int(f"{where}.size", self.size, 1)
@@ -235,6 +237,8 @@ class DecolleLayerConfig:
         check_number(f"{where}.threshold", self.threshold)
         check_number(f"{where}.init_scale", self.init_scale, positive=True)
         check_number(f"{where}.readout_scale", self.readout_scale, positive=True)
+        if self.trace_order not in TRACE_ORDERS:
+            _fail(f"{where}.trace_order", f"{self.trace_order!r}; allowed: {', '.join(TRACE_ORDERS)}")
 
 
 class DecolleLayer(nn.Module):
@@ -257,14 +261,12 @@ class DecolleLayer(nn.Module):
         return P @ self.w + self.bias - self.cfg.rho * R
 
     def advance(self, P: Tensor, Q: Tensor, R: Tensor, s_in: Tensor, S: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Eq. 4, the traces of the next step: ``P <- alpha P + (1-alpha) Q`` (with this step's
-        ``Q``), ``Q <- beta Q + (1-beta) S_in``, ``R <- gamma R + (1-gamma) S``."""
+        """Eq. 4, the traces of the next step: ``Q <- beta Q + (1-beta) S_in``, ``P <- alpha P +
+        (1-alpha) Q`` with this step's ``Q`` before its update (``trace_order`` "paper") or after
+        it ("decolle-public"; ``localsnn.spec.advance_traces``), ``R <- gamma R + (1-gamma) S``."""
         c = self.cfg
-        return (
-            P + (1.0 - c.alpha) * (Q - P),
-            Q + (1.0 - c.beta) * (s_in - Q),
-            R + (1.0 - c.gamma) * (S - R),
-        )
+        P_new, Q_new = advance_traces(c.trace_order, Q, s_in, lambda t: P + (1.0 - c.alpha) * (t - P), lambda t: Q + (1.0 - c.beta) * (t - Q))
+        return P_new, Q_new, R + (1.0 - c.gamma) * (S - R)
 
 
 class DecolleNet(nn.Module):
@@ -560,6 +562,7 @@ def build(spec: NetworkSpec, rule: str = "decolle", options: RuleOptions = RuleO
                 init_scale=ls.init.bound(fan_in, ls.weight) / (1 << ls.weight.frac),
                 readout_scale=clf.init.bound(ls.size, clf.weight) / (1 << clf.weight.frac),
                 learn=ls.learn,
+                trace_order=n.trace_order,
             )
         )
     return DecolleNet(spec.inputs, spec.classes, spec.timesteps, cfgs, options, resolve_surrogate(options, sur.kind, sur.width, "boxcar"))

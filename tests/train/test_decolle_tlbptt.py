@@ -216,14 +216,16 @@ def test_decolle_keeps_no_autograd_graph_whatever_T():
     assert all(g is not None and g.grad_fn is None and not g.requires_grad for g in opt.steps[-1])
 
 
-def test_decolle_forward_equals_golden_up_to_rounding():
+@pytest.mark.parametrize("trace_order", S.TRACE_ORDERS)
+def test_decolle_forward_equals_golden_up_to_rounding(trace_order):
     """The float model runs golden's DECOLLE equations: with golden's initial integers as real
     weights, the membrane potential equals golden's up to its fixed-point rounding at every
     step until the first step where a spike differs (a rounding near the threshold), and
     almost all spikes agree."""
-    spec = S.load("digits-decolle")
+    spec = with_trace_order(S.load("digits-decolle"), trace_order)
     g = Golden(spec)
     net = decolle.build(spec, "decolle", RuleOptions()).double()
+    assert net.layers[0].cfg.trace_order == trace_order
     ls, lp = spec.layers[0], g.params.layers[0]
     net.load_float_weights(
         [
@@ -251,6 +253,29 @@ def test_decolle_forward_equals_golden_up_to_rounding():
         np.testing.assert_allclose(fl["Y"][:, 0].numpy()[:upto - 1 if len(bad) else upto], (rec.readout / 2**ls.classifier.weight.frac)[:upto - 1 if len(bad) else upto], atol=1e-12)
         agree.append((rec.spikes == s_f).mean())
     assert np.mean(agree) > 0.98
+
+
+def with_trace_order(spec, order):
+    return dataclasses.replace(spec, layers=tuple(dataclasses.replace(ls, neuron=dataclasses.replace(ls.neuron, trace_order=order)) for ls in spec.layers))
+
+
+@pytest.mark.parametrize("trace_order, latency", [("paper", 2), ("decolle-public", 1)])
+def test_decolle_latency_follows_the_trace_order(trace_order, latency):
+    """One input spike at step 0: it reaches U at step 2 with eq. 4 as printed (Q at 1, P at
+    2) and at step 1 with the authors' order (Q and P move in the step it arrives), in golden
+    and in the float model alike."""
+    spec = with_trace_order(dataclasses.replace(S.load("digits-decolle"), timesteps=4), trace_order)
+    spec = dataclasses.replace(spec, encoding=dataclasses.replace(spec.encoding, kind="latency"))
+    g = Golden(spec)
+    x = np.zeros(spec.inputs, dtype=np.int64)
+    x[10] = (1 << spec.encoding.format.frac) - 1  # brightest: the latency code's spike at t = 0
+    rec = g.run_sample(x, learn=False).layers[0]
+    assert [t for t in range(spec.timesteps) if rec.potential[t].any()][0] == latency
+    net = decolle.build(spec, "decolle", RuleOptions()).double()
+    xt = torch.zeros(spec.timesteps, 1, spec.inputs, dtype=torch.float64)
+    xt[0, 0, 10] = 1.0
+    fl = net.record(xt)[0]
+    assert [t for t in range(spec.timesteps) if fl["U"][t].any()][0] == latency
 
 
 def test_a_decolle_neuron_at_rest_does_not_fire():
