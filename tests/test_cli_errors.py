@@ -59,20 +59,31 @@ def _run(args: list[str], cwd: Path, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "localsnn", *args], capture_output=True, text=True, cwd=cwd, timeout=120, check=False, **kw)
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_bad_input_is_one_line_and_writes_nothing(case, tmp_path):
-    args, words = CASES[case]
-    (tmp_path / "bad.toml").write_text(BAD_NAME_SPEC)
-    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
-    out = _run(args, tmp_path)
+def _snapshot(folder: Path) -> dict:
+    """Every path under ``folder`` with its bytes (None for a folder)."""
+    return {p.relative_to(folder): (p.read_bytes() if p.is_file() else None) for p in folder.rglob("*")}
+
+
+def _refused_in_one_line(args: list[str], words: list[str], cwd: Path) -> None:
+    """Run ``localsnn args`` in ``cwd``: status 2, one line on stderr that holds ``words``, no
+    traceback, nothing under ``cwd`` written, changed or removed."""
+    before = _snapshot(cwd)
+    out = _run(args, cwd)
     assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in out.stderr + out.stdout, out.stderr
     assert "error:" in lines[0]
     for w in words:
         assert w in lines[0], (w, lines[0])
-    after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
-    assert after == before, f"{case} wrote {set(after) - set(before)}"
+    after = _snapshot(cwd)
+    assert after == before, f"wrote {set(after) - set(before)}, removed {set(before) - set(after)} or changed a file"
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_one_line_and_writes_nothing(case, tmp_path):
+    args, words = CASES[case]
+    (tmp_path / "bad.toml").write_text(BAD_NAME_SPEC)
+    _refused_in_one_line(args, words, tmp_path)
 
 
 def test_a_reader_that_goes_away_is_no_error(monkeypatch, capsys):
@@ -119,15 +130,7 @@ def test_output_folders_are_checked_before_work(case, tmp_path):
     run.mkdir()
     for name in ("weights.npz", "metrics.json"):  # a finished golden run
         (run / name).write_bytes(b"earlier run\n")
-    before = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
-    out = _run(args, tmp_path)
-    assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
-    lines = [line for line in out.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
-    for w in words:
-        assert w in lines[0], (w, lines[0])
-    after = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
-    assert after == before and not (tmp_path / "new").exists()
+    _refused_in_one_line(args, words, tmp_path)
 
 
 def _weights_files(tmp_path: Path) -> None:
@@ -220,16 +223,7 @@ FILE_CASES = {
 def test_bad_files_and_values_are_one_line_and_write_nothing(case, tmp_path):
     args, words = FILE_CASES[case]
     _weights_files(tmp_path)
-    before = {p.relative_to(tmp_path): (p.read_bytes() if p.is_file() else None) for p in tmp_path.rglob("*")}
-    out = _run(args, tmp_path)
-    assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
-    lines = [line for line in out.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in out.stderr + out.stdout, out.stderr
-    assert "error:" in lines[0]
-    for w in words:
-        assert w in lines[0], (w, lines[0])
-    after = {p.relative_to(tmp_path): (p.read_bytes() if p.is_file() else None) for p in tmp_path.rglob("*")}
-    assert after == before, f"{case} wrote {set(after) - set(before)} or changed a file"
+    _refused_in_one_line(args, words, tmp_path)
 
 
 def test_every_command_names_the_extra_it_needs(monkeypatch):
