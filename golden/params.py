@@ -54,6 +54,19 @@ class Params:
     def copy(self) -> "Params":
         return Params([LayerParams(**{k: v.copy() for k, v in lp.arrays().items()}) for lp in self.layers])
 
+    def digest(self) -> str:
+        """SHA-256 of every array (layer, name, dtype, shape, values): equal digests, equal
+        parameters."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for i, lp in enumerate(self.layers):
+            for name, a in sorted(lp.arrays().items()):
+                a = np.ascontiguousarray(a.astype(np.int64))
+                h.update(f"{i}.{name}{a.shape}\0".encode())
+                h.update(a.tobytes())
+        return h.hexdigest()
+
     def equal(self, other: "Params") -> bool:
         if len(self.layers) != len(other.layers):
             return False

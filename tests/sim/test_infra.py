@@ -119,6 +119,34 @@ def test_build_is_cached_and_keyed_by_the_verilog(tmp_path, monkeypatch):
     assert runner.build_dir_for(text, "toy", {}).parent == tmp_path / "cache"
 
 
+def test_generated_verilog_is_cached_by_design_and_source(tmp_path, monkeypatch):
+    """runner.cached_verilog: a design is generated once; another design, another source of
+    localsnn or a damaged entry generates again; what comes back equals what was generated."""
+    monkeypatch.setenv("LOCALSNN_SIM_BUILD", str(tmp_path / "cache"))
+    calls = []
+
+    def generate(tag):
+        def make():
+            calls.append(tag)
+            return f"module {tag}; endmodule\n", [{"name": tag, "shape": (2, 3)}]
+        return make
+
+    first = runner.cached_verilog({"spec": "a", "lanes": 1}, generate("a"))
+    assert first == ("module a; endmodule\n", [{"name": "a", "shape": [2, 3]}])
+    assert runner.cached_verilog({"lanes": 1, "spec": "a"}, generate("a")) == first and calls == ["a"]
+    runner.cached_verilog({"spec": "a", "lanes": 2}, generate("a2"))
+    assert calls == ["a", "a2"]
+    monkeypatch.setattr(runner, "_SOURCE_DIGEST", "another source of localsnn")
+    runner.cached_verilog({"spec": "a", "lanes": 1}, generate("a"))
+    assert calls == ["a", "a2", "a"]
+    for entry in (tmp_path / "cache" / "verilog").glob("*.json"):
+        entry.write_text("{not json")
+    assert runner.cached_verilog({"spec": "a", "lanes": 1}, generate("a")) == first and calls == ["a", "a2", "a", "a"]
+    # the real digest covers the RTL's sources
+    monkeypatch.setattr(runner, "_SOURCE_DIGEST", None)
+    assert len(runner._rtl_source_digest()) == 64
+
+
 def test_a_failing_cocotb_test_fails_run_cocotb(toy_v, tmp_path):
     with pytest.raises(runner.CocotbTestFailure) as e:
         runner.run_cocotb(toy_v, "toy", TB, tmp_path, testcase="test_deliberate_failure",
