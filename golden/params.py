@@ -229,6 +229,23 @@ def _same_formats(path: Path, stored: NetworkSpec, spec: NetworkSpec) -> None:
                 raise WeightsError(f"{path}, layer {i} {name}: shape {hs} (by the spec stored in the file, {stored.name!r}); the spec it is loaded with ({spec.name!r}) needs {ns}")
 
 
+def params_from_arrays(arrays: dict[str, np.ndarray], path: str | Path) -> Params:
+    """The ``layer<l>.<name>`` arrays of a weights file or checkpoint as :class:`Params`; a layer
+    without ``w`` or ``clf_w``, or with arrays localsnn does not write, is a WeightsError."""
+    names = [n for n in arrays if n.startswith("layer")]
+    count = 1 + max((int(n[5:].split(".")[0]) for n in names if n[5:].split(".")[0].isdigit()), default=-1)
+    layers = []
+    for i in range(count):
+        kw = {k.split(".", 1)[1]: arrays[k] for k in names if k.startswith(f"layer{i}.")}
+        if "w" not in kw or "clf_w" not in kw:
+            raise WeightsError(f"{path}: layer {i} lacks 'w' or 'clf_w'")
+        unknown = set(kw) - {"w", "clf_w", "bias", "feedback"}
+        if unknown:
+            raise WeightsError(f"{path}: layer {i} holds arrays {sorted(unknown)} that localsnn does not write (w, clf_w, bias, feedback)")
+        layers.append(LayerParams(**kw))
+    return Params(layers)
+
+
 def load_params(path: str | Path, spec: NetworkSpec) -> Params:
     """Read parameters written by :func:`save_params` and check them against ``spec``: every
     array's format (width, fractional bits, sign) and shape as the spec stored in the file
@@ -243,17 +260,7 @@ def load_params(path: str | Path, spec: NetworkSpec) -> Params:
     except (SpecError, UnicodeDecodeError) as err:
         raise WeightsError(f"{path}: the spec stored in it is not a valid spec ({err})") from None
     _same_formats(path, stored, spec)
-    names = [n for n in arrays if n.startswith("layer")]
-    count = 1 + max((int(n[5:].split(".")[0]) for n in names if n[5:].split(".")[0].isdigit()), default=-1)
-    layers = []
-    for i in range(count):
-        kw = {k.split(".", 1)[1]: arrays[k] for k in names if k.startswith(f"layer{i}.")}
-        if "w" not in kw or "clf_w" not in kw:
-            raise WeightsError(f"{path}: layer {i} lacks 'w' or 'clf_w'")
-        unknown = set(kw) - {"w", "clf_w", "bias", "feedback"}
-        if unknown:
-            raise WeightsError(f"{path}: layer {i} holds arrays {sorted(unknown)} that localsnn does not write (w, clf_w, bias, feedback)")
-        layers.append(LayerParams(**kw))
+    layers = params_from_arrays(arrays, path).layers
     params = Params(layers)
     check_params(spec, params, str(path))
     return params

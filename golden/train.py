@@ -27,7 +27,7 @@ import numpy as np
 from localsnn.errors import LocalsnnError
 from localsnn.golden.lfsr import LFSR
 from localsnn.golden.model import COUNTERS, Golden
-from localsnn.golden.params import LayerParams, Params, check_params, read_npz, save_params
+from localsnn.golden.params import Params, check_params, params_from_arrays, read_npz, save_params
 from localsnn.util import accuracy, atomic_write, plot_history
 from localsnn.spec import NetworkSpec, dumps
 
@@ -83,10 +83,10 @@ class Checkpoint:
         arrays = read_npz(path, "checkpoint", "it cannot be resumed: start again with --overwrite")
         try:
             meta = json.loads(bytes(arrays["meta.json"]).decode())
-            layers = [LayerParams(**{k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith(f"layer{i}.")}) for i in range(len(spec.layers))]
             meta["spec"], meta["epoch"], meta["position"]
         except (KeyError, TypeError, ValueError) as err:
             raise LocalsnnError(f"{path} is not a checkpoint of 'golden train' or is damaged ({type(err).__name__}: {err}); start again with --overwrite") from None
+        layers = params_from_arrays(arrays, path).layers  # a WeightsError names what is wrong
         if meta["spec"] != dumps(spec):
             raise LocalsnnError(f"{path} was written for a different spec; resume with the same --config, or use another --out folder")
         params = Params(layers)
