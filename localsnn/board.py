@@ -67,6 +67,7 @@ from localsnn.chip import (
     load_host_init,
     load_weights_if_missing,
     to_signed,
+    write_params,
     write_region,
 )
 from localsnn.chip import memory_map as chip_memory_map
@@ -265,10 +266,7 @@ class Host:
 
     async def write_params(self, params) -> None:
         """Load weights into the chip (every array of ``params`` that the chip stores)."""
-        for i, lp in enumerate(params.layers):
-            for key, arr in lp.arrays().items():
-                if f"layer{i}.{key}" in self.regions:
-                    await self.write_memory(f"layer{i}.{key}", arr)
+        await write_params(self, self.memory_map, params)
 
     async def run_sample(self, x, label: int | None) -> tuple[int, list[int]]:
         """Send one sample (quantized pixels, label or None); return (decision, the STEP words'
@@ -451,5 +449,6 @@ __all__ = [
     "load_host_init",
     "load_weights_if_missing",
     "run_samples",
+    "write_params",
     "write_region",
 ]

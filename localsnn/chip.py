@@ -225,17 +225,29 @@ async def write_region(chip, entry: dict, values) -> None:
                 await chip.write(addr + c, int(v))
 
 
-async def load_host_init(chip, memory_map: list[dict], params) -> list[str]:
-    """Write the memories the chip starts without (``host_init`` in its memory map: the weights
-    of a build with SPRAM) from ``params`` (golden :class:`~localsnn.golden.params.Params`);
-    return their names."""
+async def write_params(chip, memory_map: list[dict], params, only=None) -> list[str]:
+    """Write ``params`` (golden :class:`~localsnn.golden.params.Params`) into every memory of
+    ``memory_map`` that holds one of their arrays (``layer<i>.w``, ``.clf_w``, DECOLLE's
+    ``.bias`` and ``.feedback``), or into those of them ``only(entry)`` selects; return their
+    names. How a host loads weights, and how a co-simulation gives a build the parameters of
+    its test (the build itself carries the spec's initial ones, so that tests differing only
+    in weights share it)."""
     names = []
     for entry in memory_map:
-        if entry.get("host_init"):
-            layer, key = entry["name"].split(".", 1)
-            await write_region(chip, entry, getattr(params.layers[int(layer.removeprefix("layer"))], key))
+        if "shape" not in entry or (only is not None and not only(entry)):
+            continue
+        layer, key = entry["name"].split(".", 1)
+        arrays = params.layers[int(layer.removeprefix("layer"))].arrays()
+        if key in arrays:
+            await write_region(chip, entry, arrays[key])
             names.append(entry["name"])
     return names
+
+
+async def load_host_init(chip, memory_map: list[dict], params) -> list[str]:
+    """Write the memories the chip starts without (``host_init`` in its memory map: the weights
+    of a build with SPRAM) from ``params``; return their names."""
+    return await write_params(chip, memory_map, params, only=lambda entry: entry.get("host_init"))
 
 
 async def load_weights_if_missing(chip, memory_map: list[dict], params) -> list[str]:
@@ -345,7 +357,7 @@ def encode_request(cmd: int, payload: bytes = b"") -> bytes:
 
 
 __all__ = [
-    "BAD_COMMAND", "BAD_CRC", "BridgeError", "LinkTimeout", "load_host_init", "load_weights_if_missing", "write_region", "BAD_LENGTH", "BUS_ADDR_BITS", "BUS_DATA_BITS", "COMMANDS", "DECISION",
+    "BAD_COMMAND", "BAD_CRC", "BridgeError", "LinkTimeout", "load_host_init", "load_weights_if_missing", "write_params", "write_region", "BAD_LENGTH", "BUS_ADDR_BITS", "BUS_DATA_BITS", "COMMANDS", "DECISION",
     "FRAME_TIMEOUT_BITS", "ID_WORD", "INDEX_BITS", "LAYER_REGIONS", "MEM_KEYS", "MIN_PAYLOAD", "OK",
     "PEEK", "PHASES", "READ", "RECV", "REGION_BITS", "REGISTERS", "REQUEST_START", "RESPONSE_START",
     "SEND", "SPRAM_KEYS", "STATUS_NAMES", "STEP", "TRUNCATED", "WRITE", "FrameFormat", "address",

@@ -4,7 +4,8 @@
     results = bridge_cosim(spec, samples, lanes=1, tests=["learning_run", "fuzz"])
 
 returns each cocotb test's JSON record; a failing test raises ``CocotbTestFailure`` with the
-cocotb messages.
+cocotb messages. As in ``cosimulate``, the build carries the spec's initial parameters whatever
+``params`` are: other parameters are written by the host over the line after reset.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ SIM_DIVISOR = 8
 
 
 def bridge_verilog(spec: NetworkSpec, lanes: int, params: Params | None, divisor: int, name: str = "bridge_top", spram: bool = False) -> tuple[str, list[dict]]:
-    """The network behind its UART bridge: Verilog and memory map, generated once per design
-    and source (``runner.cached_verilog``)."""
+    """The network behind its UART bridge, with initial ``params`` (default: the spec's):
+    Verilog and memory map, generated once per design and source (``runner.cached_verilog``)."""
     from localsnn.sim.runner import cached_verilog
 
     def generate() -> tuple[str, list[dict]]:
@@ -46,7 +47,8 @@ def bridge_cosim(spec: NetworkSpec, samples, *, lanes: int = 1, params: Params |
     if unknown:
         raise BadValueError(f"unknown bridge tests {sorted(unknown)}; there are {', '.join(TESTS)}")
     params = params if params is not None else init_params(spec)
-    text, memory_map = bridge_verilog(spec, lanes, params, divisor, spram=spram)
+    text, memory_map = bridge_verilog(spec, lanes, None, divisor, spram=spram)
+    write_params = params.digest() != init_params(spec).digest()
     with tempfile.TemporaryDirectory(prefix="localsnn-bridge-") as tmp:
         job = Path(tmp)
         (job / "spec.toml").write_text(dumps(spec))
@@ -54,7 +56,7 @@ def bridge_cosim(spec: NetworkSpec, samples, *, lanes: int = 1, params: Params |
         xs = np.stack([np.asarray(x, dtype=np.int64) for x, _ in samples])
         labels = np.array([-1 if y is None else int(y) for _, y in samples], dtype=np.int64)
         np.savez(job / "samples.npz", x=xs, labels=labels)
-        (job / "job.json").write_text(json.dumps({"memory_map": memory_map, "divisor": divisor, "every_step_samples": every_step_samples, "fuzz_cases": fuzz_cases, "fuzz_seed": fuzz_seed}))
+        (job / "job.json").write_text(json.dumps({"memory_map": memory_map, "write_params": write_params, "divisor": divisor, "every_step_samples": every_step_samples, "fuzz_cases": fuzz_cases, "fuzz_seed": fuzz_seed}))
         out = {}
         for t in tests:  # one simulation each: every test starts from the initial weights
             run_dir = job / t

@@ -2,8 +2,9 @@
 simulated serial line, in Verilator.
 
 The pytest side (``sim/bridge_sim.py``) writes a job folder and points ``LOCALSNN_JOB`` at
-it: ``spec.toml``, ``params.npz`` (the chip's initial weights), ``samples.npz`` (quantized
-pixels ``x``, ``labels``), ``job.json`` (memory map, UART divisor). Each test writes
+it: ``spec.toml``, ``params.npz`` (the chip's initial weights: the build's, or written by the
+host after reset where ``job.json`` says ``write_params``), ``samples.npz`` (quantized pixels
+``x``, ``labels``), ``job.json`` (memory map, write_params, UART divisor). Each test writes
 ``<test>.json`` there.
 """
 
@@ -22,7 +23,7 @@ from localsnn.sim.harness import check_samples
 from localsnn.sim.hostile import Fuzz, addresses_outside, expect
 
 from localsnn import spec as specmod
-from localsnn.board import BridgeError, Host, LinkTimeout, RunReport, load_weights_if_missing, run_samples
+from localsnn.board import BridgeError, Host, LinkTimeout, RunReport, load_weights_if_missing, run_samples, write_params
 from localsnn.chip import (
     BAD_LENGTH,
     FRAME_TIMEOUT_BITS,
@@ -58,6 +59,8 @@ async def _host(dut, cfg, spec, params):
     host = Host(line, spec, cfg["memory_map"])
     loaded = await load_weights_if_missing(host, cfg["memory_map"], params)  # as 'board run' does
     assert loaded == [e["name"] for e in cfg["memory_map"] if e.get("host_init")], loaded
+    if cfg["write_params"]:  # parameters other than the build's (the spec's initial ones)
+        await write_params(host, cfg["memory_map"], params, only=lambda entry: entry["name"] not in loaded)
     return line, host
 
 

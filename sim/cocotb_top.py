@@ -1,9 +1,10 @@
 """cocotb test module: the co-simulation harness on the generated Verilog, in Verilator.
 
 The pytest side (``sim/cosim.py``) writes a job folder and points ``LOCALSNN_JOB`` at it:
-``spec.toml``, ``params.npz`` (the initial parameters, also the memories' initial contents),
+``spec.toml``, ``params.npz`` (the RTL's parameters: the memories' initial contents, or written
+over the bus after reset where ``job.json`` says ``write_params``), ``golden_params.npz``,
 ``samples.npz`` (quantized pixels ``x`` and ``labels``, -1 = no label), ``job.json`` (memory
-map, learning on/off, idle/stall probabilities, seed). The test writes ``report.json`` there.
+map, write_params, learning on/off, idle/stall probabilities, seed). The test writes ``report.json`` there.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import cocotb
 import numpy as np
 
 from localsnn import spec as specmod
-from localsnn.chip import load_weights_if_missing
+from localsnn.chip import load_weights_if_missing, write_params
 from localsnn.golden.params import load_params
 from localsnn.sim.drivers import BusMaster, StreamSink, StreamSource, reset, start_clock
 from localsnn.sim.harness import Mismatch, check_samples
@@ -51,15 +52,17 @@ async def cosim(dut):
     job = Path(os.environ["LOCALSNN_JOB"])
     cfg = json.loads((job / "job.json").read_text())
     spec = specmod.load(job / "spec.toml")
-    params = load_params(job / "golden_params.npz", spec)  # the RTL's own are in its memories
-    rtl_params = load_params(job / "params.npz", spec)  # ... or, with SPRAM, written over the bus
+    params = load_params(job / "golden_params.npz", spec)
+    rtl_params = load_params(job / "params.npz", spec)  # in the build's memories, or written below
     with np.load(job / "samples.npz") as data:
         xs, labels = data["x"], data["labels"]
     samples = [(xs[k], None if labels[k] < 0 else int(labels[k])) for k in range(len(xs))]
     start_clock(dut)
     await reset(dut)
     chip = CocotbChip(dut, idle=cfg["idle"], stall=cfg["stall"], seed=cfg["seed"])
-    await load_weights_if_missing(chip, cfg["memory_map"], rtl_params)
+    loaded = await load_weights_if_missing(chip, cfg["memory_map"], rtl_params)  # SPRAM: the weights it starts without
+    if cfg["write_params"]:  # parameters other than the build's (the spec's initial ones)
+        await write_params(chip, cfg["memory_map"], rtl_params, only=lambda entry: entry["name"] not in loaded)
     report = None
     error = None
     done = []

@@ -6,7 +6,13 @@ the harness in Verilator against the golden model.
 ``samples`` are ``(quantized pixels, label or None)`` pairs. A mismatch raises
 :class:`~localsnn.sim.harness.Mismatch` naming where it happened and both values.
 ``golden_params`` (default: ``params``) lets a test give the golden model other parameters than
-the RTL's, to show a difference is caught. ``lint`` first runs ``verilator --lint-only -Wall``
+the RTL's, to show a difference is caught.
+
+The Verilator build depends on the design alone (spec, lanes, SPRAM), never on the parameters:
+the Verilog carries the spec's initial ones (``init_params``), and when ``params`` differ from
+those the harness writes them over the register bus after reset, as a host loads weights
+(``chip.write_params``). So tests that differ only in weights, seeds of the weights or samples
+share one build. ``lint`` first runs ``verilator --lint-only -Wall``
 on the generated Verilog.
 """
 
@@ -82,7 +88,9 @@ def cosimulate(
     check_params(spec, params, "the RTL's parameters")
     if golden_params is not None:
         check_params(spec, golden_params, "golden's parameters")
-    text, memory_map = generate_verilog(spec, lanes, params, spram=spram)
+    # the build carries the spec's initial parameters; others are written over the bus
+    text, memory_map = generate_verilog(spec, lanes, spram=spram)
+    write_params = params.digest() != init_params(spec).digest()
     with tempfile.TemporaryDirectory(prefix="localsnn-job-") as tmp:
         job = Path(tmp)
         if lint:  # verilator --lint-only -Wall, with the justified Amaranth waivers only
@@ -92,12 +100,12 @@ def cosimulate(
             (job / "localsnn_top.v").write_text(text)
             run_lint(job / "localsnn_top.v", "localsnn_top", waivers=AMARANTH_WAIVERS)
         (job / "spec.toml").write_text(dumps(spec))
-        save_params(params, job / "params.npz", spec)  # the RTL's initial memory contents
+        save_params(params, job / "params.npz", spec)  # the RTL's parameters
         save_params(golden_params if golden_params is not None else params, job / "golden_params.npz", spec)
         xs = np.stack([np.asarray(x, dtype=np.int64) for x, _ in samples])
         labels = np.array([-1 if y is None else int(y) for _, y in samples], dtype=np.int64)
         np.savez(job / "samples.npz", x=xs, labels=labels)
-        (job / "job.json").write_text(json.dumps({"memory_map": memory_map, "learn": learn, "every_step": every_step, "idle": idle, "stall": stall, "seed": seed}))
+        (job / "job.json").write_text(json.dumps({"memory_map": memory_map, "write_params": write_params, "learn": learn, "every_step": every_step, "idle": idle, "stall": stall, "seed": seed}))
         here = Path(__file__).parent
         stop = threading.Event()
         watcher = None

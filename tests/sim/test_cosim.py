@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 
 from localsnn.data import load
@@ -113,6 +114,29 @@ def test_idle_and_backpressure_change_only_timing(digits):
     assert calm.decisions == busy.decisions
     assert calm.step_cycles == busy.step_cycles  # the core's own cycles do not include waiting
     assert busy.run_s > 0
+
+
+def test_parameters_other_than_the_specs_initial_ones_share_its_build(digits):
+    """The build carries the spec's initial parameters whatever a test's are: every array of a
+    DECOLLE net drawn anew (weights, biases, readout G, feedback H, over their formats' whole
+    ranges) is written over the bus after reset, and learning equals golden with them."""
+    _verilator_or_skip()
+    from localsnn.sim.cosim import generate_verilog
+
+    spec = matrix_spec("decolle", "direct", "digits")
+    ls = spec.layers[0]
+    params = Golden(spec).params.copy()
+    lp = params.layers[0]
+    rng = np.random.default_rng(3)
+    for key, fmt in (("w", ls.weight), ("bias", ls.weight), ("clf_w", ls.classifier.weight), ("feedback", ls.classifier.feedback)):
+        old = getattr(lp, key)
+        new = rng.integers(fmt.min_int, fmt.max_int + 1, size=old.shape)
+        new.flat[:2] = fmt.min_int, fmt.max_int  # both ends
+        setattr(lp, key, new)
+        assert (new != old).mean() > 0.9
+    report = cosimulate(spec, digit_samples(spec, digits, 2, offset=4), lanes=4, params=params)
+    assert report.samples == 2 and report.compared > 0
+    assert (report.build_dir / "localsnn_top.v").read_text() == generate_verilog(spec, 4)[0]
 
 
 def test_a_wrong_weight_is_reported_where_it_is(digits):
