@@ -14,7 +14,6 @@ as a run that was never interrupted.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import time
@@ -28,7 +27,7 @@ from localsnn.errors import LocalsnnError
 from localsnn.golden.lfsr import LFSR
 from localsnn.golden.model import COUNTERS, Golden
 from localsnn.golden.params import Params, check_params, params_from_arrays, read_npz, save_params
-from localsnn.util import accuracy, atomic_write, plot_history
+from localsnn.util import accuracy, accuracy_columns, atomic_write, plot_history, write_metrics
 from localsnn.spec import NetworkSpec, dumps
 
 
@@ -103,19 +102,10 @@ RUN_FILES = (Checkpoint.NAME, "weights.npz", BEST_WEIGHTS, "metrics.json")
 
 
 def _write_metrics(folder: Path, history: list[EpochMetrics], layers: int) -> None:
-    atomic_write(folder / "metrics.json", json.dumps([asdict(h) for h in history], indent=1).encode())
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    header = ["epoch", "seconds", "samples_per_s"]
+    columns = [("epoch", lambda h: h.epoch), ("seconds", lambda h: f"{h.seconds:.3f}"), ("samples_per_s", lambda h: f"{h.samples_per_s:.1f}")]
     for kind in ("online_train", "train", "test"):
-        header += [f"{kind}_acc_layer{i}" for i in range(layers)]
-    w.writerow(header)
-    for h in history:
-        row = [h.epoch, f"{h.seconds:.3f}", f"{h.samples_per_s:.1f}"]
-        for accs in (h.online_train_acc, h.train_acc, h.test_acc):
-            row += [f"{a:.4f}" for a in accs] if accs is not None else [""] * layers
-        w.writerow(row)
-    atomic_write(folder / "metrics.csv", buf.getvalue().encode())
+        columns += accuracy_columns(kind, lambda h, kind=kind: getattr(h, f"{kind}_acc"), layers)
+    write_metrics(folder, history, columns)
 
 
 def train(

@@ -1,10 +1,15 @@
 """Helpers shared by the golden trainer (``golden/train.py``), the float trainer (``train/``) and
-the CLI: accuracies from decision counts, atomic file writes, output folders checked before
-work starts, matplotlib figures."""
+the CLI: accuracies from decision counts, atomic file writes, a run's metrics files, output
+folders checked before work starts, matplotlib figures."""
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import io
+import json
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +37,28 @@ def atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+def write_metrics(folder: Path, history: Sequence, columns: Sequence[tuple[str, Callable[[object], object]]]) -> None:
+    """A run's metrics, both files written atomically: ``metrics.json`` (every field of every
+    epoch's record, a dataclass) and ``metrics.csv`` (one row per epoch; ``columns``: a header
+    and the function that gives a record's value in that column)."""
+    atomic_write(folder / "metrics.json", json.dumps([dataclasses.asdict(h) for h in history], indent=1).encode())
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow([name for name, _ in columns])
+    for h in history:
+        w.writerow([value(h) for _, value in columns])
+    atomic_write(folder / "metrics.csv", buf.getvalue().encode())
+
+
+def accuracy_columns(kind: str, get: Callable[[object], Sequence[float] | None], layers: int) -> list[tuple[str, Callable[[object], object]]]:
+    """``metrics.csv`` columns ``<kind>_acc_layer<i>``: ``get(record)[i]`` to 4 decimals, empty
+    where the record has none (``get`` gives None)."""
+    def column(i: int) -> Callable[[object], object]:
+        return lambda h: "" if get(h) is None else f"{get(h)[i]:.4f}"
+
+    return [(f"{kind}_acc_layer{i}", column(i)) for i in range(layers)]
 
 
 def pyplot():

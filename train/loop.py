@@ -27,7 +27,6 @@ resumable with ``--resume``).
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
@@ -38,7 +37,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from localsnn.util import accuracy, atomic_write, confusion, plot_history, pyplot, save_figure
+from localsnn.util import accuracy, accuracy_columns, atomic_write, confusion, plot_history, pyplot, save_figure
+from localsnn.util import write_metrics as write_metrics_files
 from localsnn.train.api import UPDATES, Learner, RuleOptions
 from localsnn.train.encode import Encoder, quantize
 
@@ -329,18 +329,12 @@ class EpochMetrics:
 
 
 def write_metrics(folder: Path, history: list[EpochMetrics]) -> None:
-    atomic_write(folder / "metrics.json", json.dumps([asdict(h) for h in history], indent=1).encode())
     layers = len(history[0].test_acc)
     loss_keys = sorted(history[0].losses)
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["epoch", "lr", "seconds", "samples_per_s", "loss", *loss_keys, *(f"train_acc_layer{i}" for i in range(layers)), *(f"test_acc_layer{i}" for i in range(layers))])
-    for h in history:
-        row = [h.epoch, f"{h.lr:.6g}", f"{h.seconds:.3f}", f"{h.samples_per_s:.1f}", f"{h.loss:.6g}", *(f"{h.losses.get(k, float('nan')):.6g}" for k in loss_keys)]
-        row += [f"{a:.4f}" for a in h.train_acc] if h.train_acc is not None else [""] * layers
-        row += [f"{a:.4f}" for a in h.test_acc]
-        w.writerow(row)
-    atomic_write(folder / "metrics.csv", buf.getvalue().encode())
+    columns = [("epoch", lambda h: h.epoch), ("lr", lambda h: f"{h.lr:.6g}"), ("seconds", lambda h: f"{h.seconds:.3f}"), ("samples_per_s", lambda h: f"{h.samples_per_s:.1f}"), ("loss", lambda h: f"{h.loss:.6g}")]
+    columns += [(k, lambda h, k=k: f"{h.losses.get(k, float('nan')):.6g}") for k in loss_keys]
+    columns += accuracy_columns("train", lambda h: h.train_acc, layers) + accuracy_columns("test", lambda h: h.test_acc, layers)
+    write_metrics_files(folder, history, columns)
 
 
 @dataclass
