@@ -253,9 +253,15 @@ async def load_host_init(chip, memory_map: list[dict], params) -> list[str]:
 async def load_weights_if_missing(chip, memory_map: list[dict], params) -> list[str]:
     """What ``localsnn board run`` does first: if the chip says it has no weights (STATUS bit 1:
     a build with the weights in SPRAM, none written since reset), write ``params`` into the
-    memories ``memory_map`` marks ``host_init``; return their names ([] when it had them)."""
-    status = await chip.read(memory_map[0]["registers"]["STATUS"]["index"])
-    return await load_host_init(chip, memory_map, params) if status >> 1 & 1 else []
+    memories ``memory_map`` marks ``host_init``; return their names ([] when it had them). A
+    chip whose STATUS still says so afterwards does not keep to its contract: BridgeError."""
+    status_reg = memory_map[0]["registers"]["STATUS"]["index"]
+    if not await chip.read(status_reg) >> 1 & 1:
+        return []
+    names = await load_host_init(chip, memory_map, params)
+    if await chip.read(status_reg) >> 1 & 1:
+        raise BridgeError(f"the chip still reports no weights (STATUS bit 1) after {', '.join(names) or 'nothing'} were written")
+    return names
 
 
 # -- the streams ----------------------------------------------------------------------------------

@@ -76,7 +76,7 @@ async def cosim(dut):
         report = await check_samples(chip, spec, params, cfg["memory_map"], samples, learn=cfg["learn"], every_step=cfg["every_step"], log=log)
     except Mismatch as err:
         error = str(err)
-    result = {"mismatch": error}
+    result = {"mismatch": error, "host_loaded": loaded}
     if report is not None:
         result.update(samples=report.samples, steps=report.steps, compared=report.compared, step_cycles=report.step_cycles, decisions=report.decisions, phase_cycles=report.phase_cycles)
     (job / "report.json").write_text(json.dumps(result))

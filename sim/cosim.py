@@ -44,6 +44,9 @@ class CosimReport:
     built: bool
     build_s: float
     run_s: float
+    #: the memories the chip started without (SPRAM: STATUS bit 1 set after reset), written
+    #: over the bus before the first sample (STATUS bit 1 then clear)
+    host_loaded: list[str]
 
 
 def generate_verilog(spec: NetworkSpec, lanes: int, params: Params | None = None, name: str = "localsnn_top", spram: bool = False) -> tuple[str, list[dict]]:
@@ -139,7 +142,7 @@ def cosimulate(
     return CosimReport(
         samples=out["samples"], steps=out["steps"], compared=out["compared"], step_cycles=out["step_cycles"],
         decisions=out["decisions"], phase_cycles=out["phase_cycles"], build_dir=res.build_dir, built=res.built,
-        build_s=res.build_s, run_s=res.run_s,
+        build_s=res.build_s, run_s=res.run_s, host_loaded=out["host_loaded"],
     )
 
 

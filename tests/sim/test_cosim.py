@@ -15,6 +15,7 @@ import re
 import numpy as np
 import pytest
 
+from localsnn.chip import PHASES, engine
 from localsnn.data import load
 from localsnn.golden import Golden
 from localsnn.sim.configs import ENCODINGS, RULES, corner_samples, corner_specs, matrix_spec, random_pixels, random_spec
@@ -66,18 +67,43 @@ def test_rule_encoding_lanes(digits, rule, encoding, net, lanes):
         assert sum(piped.step_cycles) < sum(report.step_cycles)
 
 
-SPRAM = [("ell", 4), ("fell", 2), ("decolle", 1)]
+#: rule and lanes of the SPRAM builds: the matrix's two-layer designs at one and at eight lanes,
+#: so that the run without SPRAM shares their builds
+SPRAM = [("ell", 8), ("fell", 1), ("decolle", 8)]
 
 
 @pytest.mark.parametrize("rule, lanes", SPRAM, ids=[f"{r}-L{l}" for r, l in SPRAM])
 def test_weights_in_spram_are_written_by_the_host_then_equal_golden(digits, rule, lanes):
-    """Single-port weight memories without initial contents (an iCE40UP's SPRAM): the harness
-    writes the weights over the bus first; learning throttles the phases that read and write
-    them, and every step still equals golden."""
+    """Single-port weight memories without initial contents (an iCE40UP's SPRAM): the chip says
+    it has no weights (STATUS bit 1) until the harness has written them over the bus (the bit is
+    then clear, ``load_weights_if_missing`` checks it); learning throttles the phases that read
+    and write them, and every step still equals golden. Against the same samples on the build
+    without SPRAM: a read-modify-write phase (``THROTTLED``, docs/rtl.md) issues a word every
+    other clock, n words in 2n + 1 clocks instead of n + 2 (control and pipeline); every other
+    phase takes the same clocks."""
     _verilator_or_skip()
     spec = matrix_spec(rule, "rate" if rule != "decolle" else "direct", "two")
-    report = cosimulate(spec, digit_samples(spec, digits, 2, offset=lanes), lanes=lanes, spram=True)
+    samples = digit_samples(spec, digits, 2, offset=lanes)
+    report = cosimulate(spec, samples, lanes=lanes, spram=True)
     assert report.samples == 2 and report.compared > 0
+    keys = ("w",) if rule == "decolle" else ("w", "clf_w")
+    assert report.host_loaded == [f"layer{i}.{k}" for i in (0, 1) for k in keys]
+    plain = cosimulate(spec, samples, lanes=lanes)
+    assert plain.host_loaded == [] and plain.decisions == report.decisions
+    one, two = np.array(report.phase_cycles), np.array(plain.phase_cycles)  # step, layer, phase
+    for k, name in enumerate(PHASES[engine(spec, 0)]):
+        if name not in THROTTLED[rule]:
+            assert (one[..., k] == two[..., k]).all(), name
+            continue
+        busy = two[..., k] > 1  # a step without work: no word, 1 clock
+        assert busy.any(), name
+        assert (one[..., k][~busy] == two[..., k][~busy]).all(), name
+        n = two[..., k][busy] - 2
+        assert (one[..., k][busy] == 2 * n + 1).all(), (name, two[..., k][busy], one[..., k][busy])
+
+
+#: the phases that read and write a single-port memory, per rule (docs/rtl.md)
+THROTTLED = {"ell": ("HUPD", "CUPD"), "fell": ("CFTRACE", "FTRACE"), "decolle": ("HUPD",)}
 
 
 CORNERS = corner_specs()

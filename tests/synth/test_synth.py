@@ -34,7 +34,7 @@ from localsnn.cli import main
 
 def small_spec(rule: str = "none") -> S.NetworkSpec:
     """16 inputs, 8 hidden neurons, 4 classes, the digits formats. Without learning (rule
-    none) it builds for the iCE40UP5K in about 30 s."""
+    none) it builds for the iCE40UP5K in about 30 s, with ELL in about a minute."""
     d = S.load("digits")
     return dataclasses.replace(
         d, name=f"small-{rule}", inputs=16, classes=4, layers=(dataclasses.replace(d.layers[0], size=8),),
@@ -50,14 +50,23 @@ def cache(tmp_path, monkeypatch):
 
 
 def test_icebreaker_build_report_and_cache(tmp_path, cache):
+    """A real iCEBreaker build, its report and the cache: a small net with ELL learning and its
+    weights in SPRAM (--spram on puts the learning layer's weights into an SB_SPRAM256KA: Yosys
+    maps only a single-port memory without initial contents there, out of block RAM and the
+    bitstream). One build for both: the board builds are the slowest part of CI."""
     msgs: list[str] = []
-    rep = build(small_spec(), "icebreaker", tmp_path / "a", progress=msgs.append)
+    spec = small_spec("ell")
+    rep = build(spec, "icebreaker", tmp_path / "a", spram="on", progress=msgs.append)
     assert not rep.cached
     assert any("synthesis" in m for m in msgs) and any("place and route" in m for m in msgs) and any(" s" in m for m in msgs)
     assert rep.device == "iCE40UP5K" and rep.board_clock_mhz == 12.0 and rep.target_mhz == 30.0
-    for name in ("ICESTORM_LC", "yosys:SB_LUT4", "yosys:SB_DFF", "ICESTORM_RAM"):
+    for name in ("ICESTORM_LC", "yosys:SB_LUT4", "yosys:SB_DFF", "ICESTORM_SPRAM"):
         r = rep.resource(name)
         assert r is not None and 0 < r.used <= r.available, (name, r)
+    assert rep.options["spram"] is True and rep.cells.get("SB_SPRAM256KA", 0) >= 1
+    assert rep.fmax_mhz >= rep.board_clock_mhz
+    assert "weights are in SPRAM" in (tmp_path / "a" / "report.txt").read_text()
+    assert any("weights in SPRAM" in m for m in msgs)
     lc = rep.resource("ICESTORM_LC")
     assert lc.available == 5280
     # a logic cell holds at most one LUT4 and one DFF
@@ -81,7 +90,7 @@ def test_icebreaker_build_report_and_cache(tmp_path, cache):
 
     t0 = time.perf_counter()
     msgs.clear()
-    again = build(small_spec(), "icebreaker", tmp_path / "b", progress=msgs.append)
+    again = build(spec, "icebreaker", tmp_path / "b", spram="on", progress=msgs.append)
     assert time.perf_counter() - t0 < 30
     assert again.cached and any("cached" in m for m in msgs)
     assert again.resources == rep.resources and again.clocks == rep.clocks and again.key == rep.key
@@ -101,20 +110,6 @@ def test_default_digits_net_with_ell_learning_fits_the_icebreaker(tmp_path, cach
     assert rep.fmax_mhz >= rep.board_clock_mhz  # runs on the board's 12 MHz clock
     assert [c.name for c in rep.clocks] == ["cd_sync.clk"]  # not the packer's constant nets
     assert len((tmp_path / "d" / "localsnn.bin").read_bytes()) > 100_000
-
-
-def test_icebreaker_build_with_the_weights_in_spram(tmp_path, cache):
-    """--spram on: the learning layer's weights go into an SB_SPRAM256KA (Yosys maps only a
-    single-port memory without initial contents there), out of block RAM and the bitstream."""
-    spec = small_spec("ell")
-    msgs: list[str] = []
-    rep = build(spec, "icebreaker", tmp_path / "s", spram="on", progress=msgs.append)
-    assert rep.options["spram"] is True
-    assert rep.cells.get("SB_SPRAM256KA", 0) >= 1
-    assert rep.resource("ICESTORM_SPRAM").used >= 1
-    assert rep.fmax_mhz >= rep.board_clock_mhz
-    assert "weights are in SPRAM" in (tmp_path / "s" / "report.txt").read_text()
-    assert any("weights in SPRAM" in m for m in msgs)
 
 
 def test_spram_choices_and_the_block_ram_check(tmp_path, cache):
