@@ -52,7 +52,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.sparse as sp
 
 from localsnn.errors import BadValueError
 from localsnn.golden.encode import Encoder, quantize_pixels
@@ -704,6 +703,10 @@ def _weighted_rows(block: np.ndarray, vals: np.ndarray, w_max: int) -> np.ndarra
 def _matmul(x: np.ndarray, w: np.ndarray, w_max: int) -> np.ndarray:
     """Exact integer ``x @ w`` (``|w| <= w_max``; x sparse in practice: spikes, pixels,
     traces), as int64 (or as Python integers where either holds them)."""
+    # imported here: scipy.sparse takes a second to import, which every co-simulation's
+    # simulator process (one sample at a time, never here) would pay
+    import scipy.sparse as sp
+
     if x.dtype == object or w.dtype == object:
         return x.astype(object) @ w.astype(object)
     dt = _exact_dtype(int(np.abs(x).sum(axis=1).max(initial=0)) * w_max)
