@@ -12,8 +12,8 @@ The Verilator build depends on the design alone (spec, lanes, SPRAM), never on t
 the Verilog carries the spec's initial ones (``init_params``), and when ``params`` differ from
 those the harness writes them over the register bus after reset, as a host loads weights
 (``chip.write_params``). So tests that differ only in weights, seeds of the weights or samples
-share one build. ``lint`` first runs ``verilator --lint-only -Wall``
-on the generated Verilog.
+share one build. ``lint`` builds with Verilator's ``-Wall`` checks (``sim.lint.lint_flags``, the
+justified Amaranth waivers) and raises ``LintError`` on any other warning.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def cosimulate(
     lint: bool = False,
     spram: bool = False,
 ) -> CosimReport:
-    from localsnn.sim.runner import CocotbTestFailure, run_cocotb
+    from localsnn.sim.runner import BuildFailed, CocotbTestFailure, run_cocotb
 
     # everything that can be refused is refused before Verilator builds anything
     check_chip(spec, lanes)
@@ -96,12 +96,6 @@ def cosimulate(
     write_params = params.digest() != init_params(spec).digest()
     with tempfile.TemporaryDirectory(prefix="localsnn-job-") as tmp:
         job = Path(tmp)
-        if lint:  # verilator --lint-only -Wall, with the justified Amaranth waivers only
-            from localsnn.sim.lint import AMARANTH_WAIVERS
-            from localsnn.sim.lint import lint as run_lint
-
-            (job / "localsnn_top.v").write_text(text)
-            run_lint(job / "localsnn_top.v", "localsnn_top", waivers=AMARANTH_WAIVERS)
         (job / "spec.toml").write_text(dumps(spec))
         save_params(params, job / "params.npz", spec)  # the RTL's parameters
         save_params(golden_params if golden_params is not None else params, job / "golden_params.npz", spec)
@@ -125,8 +119,24 @@ def cosimulate(
                         on_progress(n, len(samples))
             watcher = threading.Thread(target=watch, daemon=True)
             watcher.start()
+        # lint: the build itself runs Verilator's -Wall checks with the justified Amaranth waivers
+        # (sim/lint.py), and fails on any other warning: a build of its own, cached as any other
+        build_args: list[str] = []
+        if lint:
+            from localsnn.sim.lint import AMARANTH_WAIVERS, lint_flags
+
+            build_args = lint_flags(AMARANTH_WAIVERS)
         try:
-            res = run_cocotb(text, "localsnn_top", here / "cocotb_top.py", job, extra_env={"LOCALSNN_JOB": str(job)}, waves=waves, timeout_s=timeout_s)
+            res = run_cocotb(text, "localsnn_top", here / "cocotb_top.py", job, extra_env={"LOCALSNN_JOB": str(job)}, waves=waves, timeout_s=timeout_s, build_args=build_args)
+        except BuildFailed as err:
+            if lint:
+                from localsnn.sim.lint import LintError, warnings_in
+
+                found = warnings_in(err.log)
+                if found:
+                    listing = "\n".join(f"  {code}: {msg}" for code, msg in found)
+                    raise LintError(f"verilator -Wall of the generated Verilog ({spec.name}, {lanes} lanes) found {len(found)} warning(s)/error(s):\n{listing}\n(waive a warning class in sim/lint.py only if it is harmless)", found, build_args) from None
+            raise
         except CocotbTestFailure:
             report = job / "report.json"
             if report.is_file():

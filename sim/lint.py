@@ -20,7 +20,7 @@ from pathlib import Path
 from localsnn.errors import BadValueError
 from localsnn.sim.runner import verilator_env, verilator_info
 
-__all__ = ["AMARANTH_WAIVERS", "LintError", "lint", "lint_command"]
+__all__ = ["AMARANTH_WAIVERS", "LintError", "lint", "lint_command", "lint_flags", "warnings_in"]
 
 #: Warning classes that Amaranth 0.5 (through its Yosys Verilog backend) produces in every
 #: design, whatever the design does, with why each is harmless there. Callers opt in; a design
@@ -57,10 +57,11 @@ class LintError(AssertionError):
         self.command = command
 
 
-def lint_command(verilog_path: str | os.PathLike, toplevel: str,
-                 waivers: Iterable[tuple[str, str]] = ()) -> list[str]:
-    """The verilator command line that :func:`lint` runs."""
-    cmd = [str(verilator_info().executable), "--lint-only", "-Wall", "--top-module", toplevel]
+def lint_flags(waivers: Iterable[tuple[str, str]] = ()) -> list[str]:
+    """``-Wall`` and ``-Wno-<CODE>`` for each (justified) waiver: the checks of :func:`lint`,
+    also given to a simulation build (``cosimulate(lint=True)``), which then fails on the
+    same warnings without parsing the design a second time."""
+    flags = ["-Wall"]
     for item in waivers:
         if not (isinstance(item, (tuple, list)) and len(item) == 2):
             raise TypeError(f"waiver must be a (CODE, reason) pair, got {item!r}")
@@ -69,9 +70,25 @@ def lint_command(verilog_path: str | os.PathLike, toplevel: str,
             raise BadValueError(f"waiver code must be a Verilator warning code, got {code!r}")
         if not str(reason).strip():
             raise BadValueError(f"waiver {code} needs a reason")
-        cmd.append(f"-Wno-{code}")
-    cmd.append(str(Path(verilog_path).resolve()))
-    return cmd
+        flags.append(f"-Wno-{code}")
+    return flags
+
+
+def lint_command(verilog_path: str | os.PathLike, toplevel: str,
+                 waivers: Iterable[tuple[str, str]] = ()) -> list[str]:
+    """The verilator command line that :func:`lint` runs."""
+    flags = lint_flags(waivers)
+    return [str(verilator_info().executable), "--lint-only", flags[0], "--top-module", toplevel, *flags[1:], str(Path(verilog_path).resolve())]
+
+
+def warnings_in(output: str) -> list[tuple[str, str]]:
+    """The (code, text) of every warning or error in Verilator's output."""
+    found = []
+    for line in output.splitlines():
+        m = _WARN_RE.match(line.strip())
+        if m and not m.group(3).startswith("Exiting due to"):
+            found.append((m.group(2) or m.group(1).upper(), m.group(3)))
+    return found
 
 
 def lint(verilog_path: str | os.PathLike, toplevel: str,
@@ -86,11 +103,7 @@ def lint(verilog_path: str | os.PathLike, toplevel: str,
     env = {**os.environ, **verilator_env()}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     out = proc.stderr + proc.stdout
-    found = []
-    for line in out.splitlines():
-        m = _WARN_RE.match(line)
-        if m and not m.group(3).startswith("Exiting due to"):
-            found.append((m.group(2) or m.group(1).upper(), m.group(3)))
+    found = warnings_in(out)
     if proc.returncode != 0 or found:
         listing = "\n".join(f"  {code}: {text}" for code, text in found) or out.strip()
         raise LintError(

@@ -35,6 +35,7 @@ from pathlib import Path
 from localsnn.errors import LocalsnnError
 
 __all__ = [
+    "BuildFailed",
     "CocotbResults",
     "CocotbTest",
     "CocotbTestFailure",
@@ -76,6 +77,14 @@ class VerilatorNotFound(LocalsnnError, RuntimeError):
 
 class ToolchainMissing(LocalsnnError, RuntimeError):
     """Verilator was found, but a tool it needs to build a simulator (make, c++, perl) was not."""
+
+
+class BuildFailed(RuntimeError):
+    """Verilator (or the C++ build it drives) failed; ``log`` holds the build's whole log."""
+
+    def __init__(self, message: str, log: str):
+        super().__init__(message)
+        self.log = log
 
 
 class CocotbTestFailure(AssertionError):
@@ -444,9 +453,10 @@ def _build(verilog_text: str, toplevel: str, *, waves: str | None, build_args: S
                     log_file=log,
                 )
         except (RuntimeError, SystemExit) as e:
-            raise RuntimeError(
+            raise BuildFailed(
                 f"Verilator build of {toplevel!r} failed in {bdir} ({e}); "
-                f"last lines of {log}:\n{_tail(log)}"
+                f"last lines of {log}:\n{_tail(log)}",
+                log.read_text(errors="replace") if log.is_file() else "",
             ) from None
         if not reused:
             _runtime_out(bdir, rdir)

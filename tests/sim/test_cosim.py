@@ -127,7 +127,7 @@ def test_random_spec(seed):
     report = cosimulate(spec, samples, lanes=lanes, idle=0.2, stall=0.2, seed=seed, lint=True)
     assert report.samples == 3
     if len(spec.layers) > 1:
-        piped = cosimulate(spec, samples, lanes=lanes, every_step=False, idle=0.2, stall=0.2, seed=seed)
+        piped = cosimulate(spec, samples, lanes=lanes, every_step=False, idle=0.2, stall=0.2, seed=seed, lint=True)  # the same (linted) build
         assert piped.decisions == report.decisions
 
 

@@ -182,3 +182,18 @@ def test_waves_write_a_trace_into_the_build_dir(toy_v, tmp_path, capsys):
     assert str(res.waves) in capsys.readouterr().out
     plain = runner.build_dir_for(toy_v.read_text(), "toy", {})
     assert res.build_dir != plain  # a waves build is its own cached configuration
+
+
+def test_lint_flags_and_the_warnings_of_a_build_log():
+    """What ``cosimulate(lint=True)`` gives the build and how it reads a failed build's log."""
+    from localsnn.sim.lint import AMARANTH_WAIVERS, lint_flags, warnings_in
+
+    flags = lint_flags(AMARANTH_WAIVERS)
+    assert flags[0] == "-Wall" and flags[1:] == [f"-Wno-{code}" for code, _ in AMARANTH_WAIVERS]
+    log = """- V e r i l a t i o n   R e p o r t: ...
+%Warning-DECLFILENAME: top.v:2208:8: Filename 'top' does not match MODULE name: 'top.layer0'
+                                   : ... note: In instance 'top'
+%Error: Exiting due to 1 warning(s)
+make: *** [Vtop.mk] Error 1"""
+    assert warnings_in(log) == [("DECLFILENAME", "top.v:2208:8: Filename 'top' does not match MODULE name: 'top.layer0'")]
+    assert warnings_in("%Error: top.v:3: syntax error") == [("ERROR", "top.v:3: syntax error")]
