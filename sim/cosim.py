@@ -65,6 +65,13 @@ def generate_verilog(spec: NetworkSpec, lanes: int, params: Params | None = None
     return cached_verilog(key, generate)
 
 
+#: A co-simulation of at most this many samples builds its model for a short run
+#: (``run_cocotb(quick=True)``, :data:`~localsnn.sim.runner.OPT_FLAGS`): -O0 saves about 3 s of
+#: a two-layer net's build and costs about 0.5 s per sample run, so the two break even near
+#: six samples.
+QUICK_BUILD_SAMPLES = 4
+
+
 def cosimulate(
     spec: NetworkSpec,
     samples: list[tuple[np.ndarray, int | None]],
@@ -127,7 +134,8 @@ def cosimulate(
 
             build_args = lint_flags(AMARANTH_WAIVERS)
         try:
-            res = run_cocotb(text, "localsnn_top", here / "cocotb_top.py", job, extra_env={"LOCALSNN_JOB": str(job)}, waves=waves, timeout_s=timeout_s, build_args=build_args)
+            res = run_cocotb(text, "localsnn_top", here / "cocotb_top.py", job, extra_env={"LOCALSNN_JOB": str(job)}, waves=waves, timeout_s=timeout_s, build_args=build_args,
+                             quick=len(samples) <= QUICK_BUILD_SAMPLES)
         except BuildFailed as err:
             if lint:
                 from localsnn.sim.lint import LintError, warnings_in

@@ -161,6 +161,12 @@ def test_parameters_other_than_the_specs_initial_ones_share_its_build(digits):
     report = cosimulate(spec, digit_samples(spec, digits, 2, offset=4), lanes=4, params=params)
     assert report.samples == 2 and report.compared > 0
     assert (report.build_dir / "localsnn_top.v").read_text() == generate_verilog(spec, 4)[0]
+    # a build for a short run (cosim.QUICK_BUILD_SAMPLES): the model's code at -O0; its files
+    # include the runtime's precompiled headers, shared by every build (runner.PCH_HEADER), and
+    # precompile none of their own
+    log = (report.build_dir / "build.log").read_text()
+    assert "Vtop__pch.h.fast" not in log
+    assert re.search(r"^c\+\+ -O0 .*-include\S*/verilator-pch-[\w.-]+/verilated_common\.h\.fast -c Vtop\.cpp$", log, re.M)
 
 
 def test_a_wrong_weight_is_reported_where_it_is(digits):

@@ -7,6 +7,7 @@ cannot be found.
 import importlib.util
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -86,6 +87,14 @@ def test_toy_streams_and_registers(toy_v, tmp_path, seed, idle, stall):
     print(f"build {res.build_s:.1f} s (built={res.built}), run {res.run_s:.1f} s")
 
 
+def model_opt(build_dir: Path) -> str:
+    """The optimisation the model's evaluation code (``Vtop.cpp``, or all of a small model,
+    ``Vtop__ALL.cpp``) was compiled with, as its build log says."""
+    found = re.search(r"^c\+\+ (-O\d) .*-c (-o \S+ )?Vtop(__ALL)?\.cpp$", (build_dir / "build.log").read_text(), re.M)
+    assert found, build_dir
+    return found.group(1)
+
+
 def test_build_is_cached_and_keyed_by_the_verilog(tmp_path, monkeypatch):
     # A private cache root, so the first build is certainly a real one.
     monkeypatch.setenv("LOCALSNN_SIM_BUILD", str(tmp_path / "cache"))
@@ -112,7 +121,12 @@ def test_build_is_cached_and_keyed_by_the_verilog(tmp_path, monkeypatch):
     assert not json.loads((first.build_dir / runner._MARKER).read_text())["runtime_reused"]
     assert json.loads((third.build_dir / runner._MARKER).read_text())["runtime_reused"]
     log = (third.build_dir / "build.log").read_text()
-    assert "-o verilated_vpi.o" not in log and "-o verilated_vpi.o" in (first.build_dir / "build.log").read_text()
+    first_log = (first.build_dir / "build.log").read_text()
+    assert "-o verilated_vpi.o" not in log and "-o verilated_vpi.o" in first_log
+    # a build for a short run: its own, the model compiled without optimisation
+    quick = runner.run_cocotb(text, "toy", TB, tmp_path / "d", extra_env=env, testcase="test_registers", quick=True)
+    assert quick.built and quick.passed and quick.build_dir != first.build_dir
+    assert (model_opt(first.build_dir), model_opt(quick.build_dir)) == ("-O1", "-O0")
     assert runner.build_dir_for(text, "toy", {"a": 1}) != runner.build_dir_for(text, "toy", {})
     assert runner.build_dir_for(text, "toy", {"a": 1, "b": 2}) == \
         runner.build_dir_for(text, "toy", {"b": 2, "a": 1})
