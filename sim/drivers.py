@@ -27,9 +27,31 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import Event, FallingEdge, First, Lock, ReadOnly, RisingEdge, Timer
 
-__all__ = ["BusMaster", "BusTimeout", "SerialLine", "StreamSink", "StreamSource", "reset", "start_clock"]
+__all__ = ["BusMaster", "BusTimeout", "SerialLine", "StreamSink", "StreamSource", "UnknownValue", "read", "reset", "start_clock"]
 
 CLOCK_PERIOD_NS = 10
+
+#: every input of the localsnn top (``rtl.top.Network``), driven to 0 from reset on: an input
+#: nothing drives is Z, and in a 4-state simulator (Icarus) X spreads from it
+INPUTS = ("i__valid", "i__payload", "o__ready", "bus__addr", "bus__w_data", "bus__w_en", "bus__r_en")
+
+
+class UnknownValue(AssertionError):
+    """An output that the testbench reads holds X or Z bits (a 4-state simulator's unknown or
+    undriven value: a real bug of the design or of its drive, never a value to guess)."""
+
+
+def read(signal) -> int:
+    """The value of ``signal`` as an unsigned int; :class:`UnknownValue`, naming the signal,
+    its bits and the simulated time, where any bit is X or Z."""
+    value = signal.value
+    try:
+        return int(value)
+    except ValueError:
+        from cocotb.utils import get_sim_time
+
+        name = getattr(signal, "_path", None) or getattr(signal, "_name", "?")
+        raise UnknownValue(f"{name} is {value} (X or Z bits) at {get_sim_time('ns'):g} ns") from None
 
 
 def start_clock(dut, period_ns: float = CLOCK_PERIOD_NS, *, clk: str = "clk"):
@@ -40,11 +62,12 @@ def start_clock(dut, period_ns: float = CLOCK_PERIOD_NS, *, clk: str = "clk"):
 
 
 async def reset(dut, cycles: int = 4, *, clk: str = "clk", rst: str = "rst",
-                quiet: Iterable[str] = ("i__valid", "o__ready", "bus__w_en", "bus__r_en")):
+                quiet: Iterable[str] = INPUTS):
     """Hold the active-high synchronous reset ``dut.<rst>`` for ``cycles`` rising edges.
 
-    The inputs named in ``quiet`` that exist on ``dut`` are driven to 0 first (so nothing
-    transfers during or right after reset). Returns just after the first edge with reset low.
+    The inputs named in ``quiet`` that exist on ``dut`` (default: every input of the top) are
+    driven to 0 first (so nothing transfers during or right after reset, and no input is left
+    undriven). Returns just after the first edge with reset low.
     """
     clock = getattr(dut, clk)
     for name in quiet:
@@ -86,7 +109,7 @@ class StreamSource:
         self.valid.value = 1
         while True:
             await ReadOnly()
-            if int(self.ready.value):
+            if read(self.ready):
                 await RisingEdge(self.clk)
                 break
             # not ready: sleep until ready rises (it changes only after an edge, or with valid)
@@ -128,8 +151,8 @@ class StreamSink:
             rdy = not self.hold and not (self.stall_prob and self.rng.random() < self.stall_prob)
             self.ready.value = int(rdy)
             await ReadOnly()
-            valid = int(self.valid.value)
-            word = int(self.payload.value) if rdy and valid else None
+            valid = read(self.valid)
+            word = read(self.payload) if rdy and valid else None
             await RisingEdge(self.clk)
             if word is not None:
                 self.ready.value = 0
@@ -145,8 +168,8 @@ class StreamSink:
         self.ready.value = 0
         while True:
             await ReadOnly()
-            if int(self.valid.value):
-                word = int(self.payload.value)
+            if read(self.valid):
+                word = read(self.payload)
                 await RisingEdge(self.clk)
                 return word
             # nothing pending: sleep until valid rises (just after the edge that raises it)
@@ -193,8 +216,8 @@ class BusMaster:
             (self.r_en if data is None else self.w_en).value = 1
             for cycle in range(1, limit + 1):
                 await ReadOnly()
-                ack = int(self.ack.value)
-                r_data = int(self.r_data.value) if ack else 0
+                ack = read(self.ack)
+                r_data = read(self.r_data) if ack else 0
                 await RisingEdge(self.clk)
                 if ack:
                     self.w_en.value = 0
@@ -245,14 +268,14 @@ class SerialLine:
         while True:
             await FallingEdge(self.tx)
             await Timer(self.bit_ns / 2, unit="ns")
-            if int(self.tx.value):  # a glitch, not a start bit
+            if read(self.tx):  # a glitch, not a start bit
                 continue
             value = 0
             for i in range(8):
                 await Timer(self.bit_ns, unit="ns")
-                value |= int(self.tx.value) << i
+                value |= read(self.tx) << i
             await Timer(self.bit_ns, unit="ns")
-            if int(self.tx.value):
+            if read(self.tx):
                 self.received.append(value)
                 self._arrived.set()
             else:

@@ -1,4 +1,4 @@
-"""Build and run cocotb testbenches on Verilator, with a build cache.
+"""Build and run cocotb testbenches on Verilator (or Icarus Verilog), with a build cache.
 
 Three entry points (docs/cosim.md has the whole story)::
 
@@ -29,13 +29,15 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from localsnn.errors import LocalsnnError
 
 __all__ = [
+    "SIMULATORS",
     "BuildFailed",
+    "IcarusNotFound",
     "CocotbResults",
     "CocotbTest",
     "CocotbTestFailure",
@@ -200,6 +202,35 @@ def verilator_env() -> dict[str, str]:
     return env
 
 
+#: the simulators ``run_cocotb`` drives, and their names in messages
+SIMULATORS = {"verilator": "Verilator", "icarus": "Icarus Verilog"}
+
+#: the oldest Icarus Verilog that runs the generated Verilog (tested with 11.0, Debian 12's)
+ICARUS_MIN_VERSION = (11, 0)
+
+
+class IcarusNotFound(LocalsnnError, RuntimeError):
+    """No usable Icarus Verilog (``iverilog`` and ``vvp``, version 11 or later) on PATH."""
+
+
+def _icarus_versions() -> dict[str, str]:
+    """cocotb's version and that of Icarus Verilog (``iverilog -V``: ``Icarus Verilog version
+    11.0 (stable) ()``); raises :class:`IcarusNotFound` with the install hint."""
+    import cocotb
+
+    hint = "install it (Debian/Ubuntu: apt-get install iverilog; macOS: brew install icarus-verilog)"
+    exe = shutil.which("iverilog")
+    if exe is None or shutil.which("vvp") is None:
+        raise IcarusNotFound(f"Icarus Verilog not found: no `iverilog` and `vvp` on PATH; {hint}")
+    out = subprocess.run([exe, "-V"], capture_output=True, text=True, check=False)
+    found = re.search(r"version (\d+)\.(\d+)", out.stdout + out.stderr)
+    if found is None or (int(found[1]), int(found[2])) < ICARUS_MIN_VERSION:
+        version = f"{found[1]}.{found[2]}" if found else "of unknown version"
+        need = ".".join(map(str, ICARUS_MIN_VERSION))
+        raise IcarusNotFound(f"Icarus Verilog {version} ({exe}) is too old: {need} or later needed; {hint}")
+    return {"cocotb": cocotb.__version__, "icarus": f"{found[1]}.{found[2]}"}
+
+
 # --------------------------------------------------------------------------------------------
 # Build cache
 
@@ -276,26 +307,29 @@ def _tool_versions() -> dict[str, str]:
     return {"cocotb": cocotb.__version__, "verilator": verilator_info().version}
 
 
-def _config_key(verilog_text: str, toplevel: str, extra: Mapping[str, object]) -> dict:
+def _config_key(verilog_text: str, toplevel: str, extra: Mapping[str, object],
+                simulator: str = "verilator") -> dict:
+    versions = _tool_versions() if simulator == "verilator" else {"simulator": simulator, **_icarus_versions()}
     return {
         "verilog_sha256": hashlib.sha256(verilog_text.encode()).hexdigest(),
         "toplevel": toplevel,
         "extra": json.loads(json.dumps(dict(extra), sort_keys=True, default=str)),
-        **_tool_versions(),
+        **versions,
     }
 
 
 def build_dir_for(verilog_text: str, toplevel: str, extra: Mapping[str, object] | None = None,
-                  ) -> Path:
+                  simulator: str = "verilator") -> Path:
     """The cache directory of one build configuration (not created here).
 
-    ``<cache_root()>/<toplevel>-<hash>``, the hash (12 hex digits) covering the Verilog text,
-    the toplevel, ``extra`` (JSON, sorted keys) and the cocotb and Verilator versions.
+    ``<cache_root()>/<toplevel>-<hash>`` (Icarus: ``<toplevel>-icarus-<hash>``), the hash (12
+    hex digits) covering the Verilog text, the toplevel, ``extra`` (JSON, sorted keys) and the
+    versions of cocotb and of the simulator.
     """
-    key = _config_key(verilog_text, toplevel, extra or {})
+    key = _config_key(verilog_text, toplevel, extra or {}, simulator)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", toplevel)
-    return cache_root() / f"{safe}-{digest}"
+    return cache_root() / (f"{safe}-{digest}" if simulator == "verilator" else f"{safe}-{simulator}-{digest}")
 
 
 @contextlib.contextmanager
@@ -500,10 +534,40 @@ def _shared_pch(waves: str | None, args: Sequence[str], env: Mapping[str, str]) 
                 shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _cached_build(verilog_text: str, toplevel: str, extra: Mapping[str, object], simulator: str,
+                  product: str, build: Callable[[Path, Path], dict]) -> tuple[Path, bool, float]:
+    """The build of one configuration, made once per cache: ``build(bdir, log)`` makes
+    ``bdir/<product>`` in the empty folder ``bdir`` (the Verilog is ``bdir/<toplevel>.v``) and
+    returns what the marker file should record besides the key. Builds of the same configuration wait for
+    each other (a file lock). Returns (build dir, built now?, seconds spent)."""
+    bdir = build_dir_for(verilog_text, toplevel, extra, simulator)
+    t0 = time.monotonic()
+    with _file_lock(bdir.parent / f".{bdir.name}.lock"):
+        marker = bdir / _MARKER
+        if marker.is_file() and (bdir / product).is_file():
+            return bdir, False, time.monotonic() - t0
+        if bdir.exists():  # a build that died half-way: start clean
+            shutil.rmtree(bdir)
+        bdir.mkdir(parents=True)
+        (bdir / f"{toplevel}.v").write_text(verilog_text)
+        log = bdir / "build.log"
+        try:
+            recorded = build(bdir, log)
+        except (RuntimeError, SystemExit) as e:
+            raise BuildFailed(
+                f"{SIMULATORS[simulator]} build of {toplevel!r} failed in {bdir} ({e}); "
+                f"last lines of {log}:\n{_tail(log)}",
+                log.read_text(errors="replace") if log.is_file() else "",
+            ) from None
+        key = _config_key(verilog_text, toplevel, extra, simulator)
+        marker.write_text(json.dumps({**key, "seconds": time.monotonic() - t0, **recorded}, indent=1))
+        return bdir, True, time.monotonic() - t0
+
+
 def _build(verilog_text: str, toplevel: str, *, waves: str | None, build_args: Sequence[str],
            env: Mapping[str, str], quick: bool = False) -> tuple[Path, bool, float]:
-    """Build (or reuse) the simulator. ``waves``: None, "vcd" or "fst"; ``quick``: see
-    :data:`OPT_FLAGS`. Returns (build dir, built now?, seconds spent)."""
+    """Build (or reuse) the Verilator simulator. ``waves``: None, "vcd" or "fst"; ``quick``:
+    see :data:`OPT_FLAGS`. Returns (build dir, built now?, seconds spent)."""
     from cocotb_tools.runner import get_runner
 
     # cocotb's runner adds --trace (VCD) when waves are on; --trace-fst after it selects FST.
@@ -511,39 +575,14 @@ def _build(verilog_text: str, toplevel: str, *, waves: str | None, build_args: S
     env = _with_opt(env, quick)
     extra = {"waves": waves, "build_args": args, "timescale": list(TIMESCALE),
              "opt": [w for w in env["MAKEFLAGS"].split() if w.startswith("OPT_")]}
-    bdir = build_dir_for(verilog_text, toplevel, extra)
-    t0 = time.monotonic()
-    with _file_lock(bdir.parent / f".{bdir.name}.lock"):
-        marker = bdir / _MARKER
-        if marker.is_file() and (bdir / toplevel).is_file():
-            return bdir, False, time.monotonic() - t0
-        if bdir.exists():  # a build that died half-way: start clean
-            shutil.rmtree(bdir)
-        bdir.mkdir(parents=True)
-        src = bdir / f"{toplevel}.v"
-        src.write_text(verilog_text)
-        log = bdir / "build.log"
+
+    def build(bdir: Path, log: Path) -> dict:
         rdir = runtime_dir(waves, args)
         reused = _runtime_in(rdir, bdir)
-        runner = get_runner("verilator")
-        try:
-            with _shared_pch(waves, args, env) as build_env, \
-                    _process_env({**build_env, "WAVES": "1" if waves else "0"}):
-                runner.build(
-                    sources=[src],
-                    hdl_toplevel=toplevel,
-                    build_dir=bdir,
-                    build_args=args,
-                    timescale=TIMESCALE,
-                    waves=bool(waves),
-                    log_file=log,
-                )
-        except (RuntimeError, SystemExit) as e:
-            raise BuildFailed(
-                f"Verilator build of {toplevel!r} failed in {bdir} ({e}); "
-                f"last lines of {log}:\n{_tail(log)}",
-                log.read_text(errors="replace") if log.is_file() else "",
-            ) from None
+        with _shared_pch(waves, args, env) as build_env, \
+                _process_env({**build_env, "WAVES": "1" if waves else "0"}):
+            get_runner("verilator").build(sources=[bdir / f"{toplevel}.v"], hdl_toplevel=toplevel, build_dir=bdir,
+                                          build_args=args, timescale=TIMESCALE, waves=bool(waves), log_file=log)
         if not reused:
             _runtime_out(bdir, rdir)
         # keep the simulator, the Verilog and the log; the precompiled headers and objects
@@ -551,9 +590,27 @@ def _build(verilog_text: str, toplevel: str, *, waves: str | None, build_args: S
         for pattern in ("*.gch", "*.o", "*.a", "*.cpp", "*.d"):
             for f in bdir.glob(pattern):
                 f.unlink()
-        key = _config_key(verilog_text, toplevel, extra)
-        marker.write_text(json.dumps({**key, "seconds": time.monotonic() - t0, "runtime_reused": reused}, indent=1))
-        return bdir, True, time.monotonic() - t0
+        return {"runtime_reused": reused}
+
+    return _cached_build(verilog_text, toplevel, extra, "verilator", toplevel, build)
+
+
+def _build_icarus(verilog_text: str, toplevel: str, *, waves: bool, build_args: Sequence[str],
+                  ) -> tuple[Path, bool, float]:
+    """Build (or reuse) the Icarus simulation (``sim.vvp``), in cocotb's language mode
+    (``-g2012``) unless ``build_args`` choose another. ``waves``: the build includes cocotb's
+    FST dump module. Returns (build dir, built now?, seconds spent)."""
+    from cocotb_tools.runner import get_runner
+
+    extra = {"waves": waves, "build_args": list(build_args), "timescale": list(TIMESCALE)}
+
+    def build(bdir: Path, log: Path) -> dict:
+        with _process_env({"WAVES": "1" if waves else "0"}):
+            get_runner("icarus").build(sources=[bdir / f"{toplevel}.v"], hdl_toplevel=toplevel, build_dir=bdir,
+                                       build_args=list(build_args), timescale=TIMESCALE, waves=waves, log_file=log)
+        return {}
+
+    return _cached_build(verilog_text, toplevel, extra, "icarus", "sim.vvp", build)
 
 
 # --------------------------------------------------------------------------------------------
@@ -637,8 +694,10 @@ def run_cocotb(
     build_args: Sequence[str] = (),
     check: bool = True,
     quick: bool = False,
+    simulator: str = "verilator",
 ) -> CocotbResults:
-    """Build (cached) and run a cocotb test module against a Verilog design on Verilator.
+    """Build (cached) and run a cocotb test module against a Verilog design on Verilator (or
+    Icarus Verilog).
 
     verilog
         Verilog text, or a path to a ``.v`` file (``Path``/``os.PathLike`` or a one-line string
@@ -666,10 +725,13 @@ def run_cocotb(
     seed
         ``COCOTB_RANDOM_SEED`` (cocotb's own ``random`` seed); default: cocotb picks one.
     build_args
-        Extra Verilator arguments (part of the cache key).
+        Extra arguments of the simulator's compiler (part of the cache key).
     quick
-        A build for a short run: the model compiled without optimisation (:data:`OPT_FLAGS`;
-        a build of its own).
+        A Verilator build for a short run: the model compiled without optimisation
+        (:data:`OPT_FLAGS`; a build of its own). Icarus compiles nothing: ignored.
+    simulator
+        ``"verilator"`` or ``"icarus"`` (:data:`SIMULATORS`; Icarus in cocotb's ``-g2012``
+        unless ``build_args`` say otherwise).
     check
         Raise :class:`CocotbTestFailure` unless every selected test passed (at least one).
 
@@ -677,7 +739,13 @@ def run_cocotb(
     """
     from cocotb_tools.runner import get_runner
 
-    env = verilator_env()
+    if simulator not in SIMULATORS:
+        raise ValueError(f"unknown simulator {simulator!r}; allowed: {', '.join(SIMULATORS)}")
+    if simulator == "verilator":
+        env = verilator_env()
+    else:
+        _icarus_versions()  # found and recent enough, or IcarusNotFound
+        env = {}
     if waves is None:
         waves = os.environ.get("WAVES") == "1"
     if isinstance(verilog, os.PathLike) or (
@@ -690,9 +758,13 @@ def run_cocotb(
         if not isinstance(v, str):
             raise TypeError(f"extra_env[{k!r}] must be a str, got {type(v).__name__}: {v!r}")
 
-    fmt = waves_format() if waves else None
-    bdir, built, build_s = _build(verilog_text, toplevel, waves=fmt, build_args=build_args,
-                                  env=env, quick=quick)
+    if simulator == "verilator":
+        fmt = waves_format() if waves else None
+        bdir, built, build_s = _build(verilog_text, toplevel, waves=fmt, build_args=build_args,
+                                      env=env, quick=quick)
+    else:
+        fmt = "fst" if waves else None  # cocotb's dump module for Icarus writes FST
+        bdir, built, build_s = _build_icarus(verilog_text, toplevel, waves=bool(waves), build_args=build_args)
 
     module, py_dirs = _module_spec(test_module)
     test_dir = Path(test_dir).resolve()
@@ -713,15 +785,19 @@ def run_cocotb(
 
     wave_path = None
     test_args: list[str] = []
+    plusargs: list[str] = []
     if waves:
         label = os.environ.get("PYTEST_CURRENT_TEST", "run").split(" ")[0]
         label = re.sub(r"[^A-Za-z0-9_.-]+", "_", label.split("::")[-1])[:80]
         tag = hashlib.sha256(str(test_dir).encode()).hexdigest()[:6]
         wave_path = bdir / "waves" / f"{label}-{tag}.{fmt}"
         wave_path.parent.mkdir(exist_ok=True)
-        test_args = ["--trace-file", str(wave_path)]
+        if simulator == "verilator":
+            test_args = ["--trace-file", str(wave_path)]
+        else:
+            plusargs = [f"+dumpfile_path={wave_path}"]
 
-    runner = get_runner("verilator")
+    runner = get_runner(simulator)
     sim_error = ""
     t0 = time.monotonic()
     try:
@@ -739,6 +815,7 @@ def run_cocotb(
                 testcase=testcase,
                 seed=seed,
                 test_args=test_args,
+                plusargs=plusargs,
                 waves=bool(waves),
             )
     except SystemExit as e:  # cocotb's runner under pytest: sys.exit() on failing tests

@@ -9,16 +9,17 @@ INFRA_WORDS    number of stream words (default 200)
 INFRA_TOY_ID   expected ID register (default toy.TOY_ID)
 INFRA_DELIBERATE_FAIL  "1" enables test_deliberate_failure (checks that failures propagate)
 INFRA_HANG     "1" enables test_hang (never ends; checks run_cocotb's wall-clock timeout)
+INFRA_XZ       "1" enables test_unknown_values_are_named (on tests/sim/test_icarus.py's xz module)
 """
 
 import os
 import random
 
 import cocotb
-from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.triggers import ClockCycles, RisingEdge, Timer
 
 import toy
-from localsnn.sim.drivers import BusMaster, BusTimeout, StreamSink, StreamSource, reset, start_clock
+from localsnn.sim.drivers import BusMaster, BusTimeout, StreamSink, StreamSource, UnknownValue, read, reset, start_clock
 
 SEED = int(os.environ.get("INFRA_SEED", "0"))
 IDLE = float(os.environ.get("INFRA_IDLE", "0"))
@@ -149,3 +150,21 @@ async def test_hang(dut):
     start_clock(dut)
     while True:
         await ClockCycles(dut.clk, 1000)
+
+
+@cocotb.test(skip=os.environ.get("INFRA_XZ") != "1")
+async def test_unknown_values_are_named(dut):
+    """The xz module (4-state simulators): ``q`` is never assigned (X), ``y`` follows the
+    undriven input ``a`` (Z); reading either raises UnknownValue naming it; ``y`` reads once
+    ``a`` is driven."""
+    await Timer(1, unit="ns")
+    for signal, name, bits in ((dut.q, "q", "XXXX"), (dut.y, "y", "Z")):
+        try:
+            value = read(signal)
+        except UnknownValue as err:
+            assert f"{name} is " in str(err) and bits in str(err).upper() and "X or Z" in str(err), str(err)
+        else:
+            raise AssertionError(f"{name} read as {value}")
+    dut.a.value = 1
+    await Timer(1, unit="ns")
+    assert read(dut.y) == 1
