@@ -29,6 +29,7 @@ from localsnn import rules as rulesmod
 from localsnn import spec as specmod
 from localsnn.data import DATASETS
 from localsnn.errors import LocalsnnError
+from localsnn.train import registry as float_rules  # the float rules' table: imports no torch
 
 
 def _pct(x: float) -> str:
@@ -678,7 +679,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tp = sub.add_parser("train", help="float training with torch (GPU or CPU): every rule, per-layer accuracies, checkpoints, plots")
     tp.add_argument("--config", required=True, help="spec TOML file or shipped spec name (the net, its encoding, T, tau, theta)")
-    tp.add_argument("--rule", required=True, help="bptt, ell, bell, fell, fell-kp, decolle, tlbptt")
+    tp.add_argument("--rule", required=True, help=", ".join(float_rules.names()))
     tp.add_argument("--dataset", required=True, choices=DATASETS)
     tp.add_argument("--data-dir", help="folder holding the dataset files (else the cache, fetched once)")
     tp.add_argument("--epochs", type=_count, default=10)
@@ -723,7 +724,7 @@ def build_parser() -> argparse.ArgumentParser:
     bp = sub.add_parser("bench", help="benchmarks that print figures")
     bp.add_argument("target", choices=["golden", "rtl", "train"], help="golden: MNIST throughput on one core; rtl: cycles per step against the bound; train: float training throughput and memory of every rule against SpikingJelly and snnTorch")
     bp.add_argument("--samples", type=_count, default=2000, help="samples per rule (golden: online learning; rtl: at most 20 test samples)")
-    bp.add_argument("--rules", nargs="+", help=f"rules, comma- or space-separated (golden: {','.join(rulesmod.names(mnist=True))}; rtl: {','.join(rulesmod.NAMES)}; train: every float rule of `localsnn train --rule`, spikingjelly, snntorch)")
+    bp.add_argument("--rules", nargs="+", help=f"rules, comma- or space-separated (golden: {','.join(rulesmod.names(mnist=True))}; rtl: {','.join(rulesmod.NAMES)}; train: {','.join(float_rules.names(bench=True))}, spikingjelly, snntorch)")
     bp.add_argument("--lanes", type=_lane_list, default=[1, 4, 8], help="rtl: comma-separated lane counts (default 1,4,8)")
     bp.add_argument("--data-dir")
     bp.add_argument("--core", type=int, default=None, help="CPU core to pin to (default: the first allowed one)")

@@ -1,5 +1,5 @@
 """Hostile input for the board bridge: what the frame engine must answer to any byte stream, and
-seeded streams of malformed and hostile requests (``sim/cocotb_bridge.py`` drives them).
+seeded streams of malformed and hostile requests (the bridge co-simulation, ``tests/sim/bridge_tb.py``, drives them).
 
 :func:`expect` is the frame engine of ``rtl/bridge.py`` written again as a plain Python reading
 of ``docs/board.md``, for one burst of bytes followed by a long idle line: the response the

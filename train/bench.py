@@ -66,9 +66,10 @@ from pathlib import Path
 import torch
 
 from localsnn.errors import LocalsnnError
+from localsnn.train import registry
 
-#: the float learners the benchmark runs, in its table's order
-OURS = ("bptt", "ell", "fell", "bell", "decolle", "tlbptt")
+#: the float learners the benchmark runs, in its table's order (the registry's ``bench`` entries)
+OURS = tuple(registry.names(bench=True))
 #: reference libraries (BPTT), run when importable
 REFERENCES = ("spikingjelly", "snntorch")
 METHODS = OURS + REFERENCES
@@ -267,7 +268,6 @@ class _RefNet(torch.nn.Module):
 
 def _make_method(method: str, net: str, timesteps: int, device: torch.device):
     """``(module, optimizer, step(x, y))`` for one method."""
-    from localsnn.train import registry
     from localsnn.train.api import RuleOptions
 
     spec = bench_spec(net, timesteps)
@@ -415,7 +415,7 @@ def goal_checks(rep: BenchReport) -> list[str]:
     t_speed = GOAL_T if GOAL_T in Ts else Ts[0]
     sj = rep.result("spikingjelly", t_speed)
     where = f"T = {t_speed}" + ("" if t_speed == GOAL_T else f" (T = {GOAL_T} was not run)")
-    for m in ("ell", "decolle"):
+    for m in registry.names(throughput_goal=True):
         r = rep.result(m, t_speed)
         if r is None:
             continue
@@ -437,17 +437,19 @@ def goal_checks(rep: BenchReport) -> list[str]:
         ratio = f"{b / a:5.2f}x" if a > 0 else "    -"
         flat = (a > 0 and b / a <= MEM_RATIO_OK) or abs(b - a) < MEM_SLACK_MIB
         line = f"step memory of {m:12s} T = {hi} / T = {lo}: {b:8.2f} / {a:8.2f} MiB = {ratio}"
-        if m in ("ell", "decolle", "fell", "tlbptt"):
-            goal = "independent of T" if m != "tlbptt" else f"independent of T (k = {TLBPTT_K} steps kept)"
+        memory = registry.ENTRIES[m].memory if m in registry.ENTRIES else "window"  # the references: BPTT
+        if memory != "window":
+            goal = "independent of T" if memory == "online" else f"independent of T (k = {TLBPTT_K} steps kept)"
             line += f"  (goal {goal}: {'yes' if flat else 'NO'})"
         else:
             line += "  (keeps the window's history: " + ("grows with T)" if not flat else f"less than {MEM_SLACK_MIB:g} MiB apart at these sizes)")
         out.append(line)
-    fell = [rep.result("fell", T) for T in Ts if rep.result("fell", T)]
-    if fell:
-        tr = _trace_mib(rep.net, rep.batch)
-        ratios = ", ".join(f"T = {r.timesteps}: {r.step_mib / tr:.2f}x" for r in fell)
-        out.append(f"FELL step memory / its eligibility traces (batch {rep.batch} x synapses x 4 B = {tr:.3g} MiB, grows with the synapses): {ratios}")
+    for m in registry.names(traces=True):
+        kept = [rep.result(m, T) for T in Ts if rep.result(m, T)]
+        if kept:
+            tr = _trace_mib(rep.net, rep.batch)
+            ratios = ", ".join(f"T = {r.timesteps}: {r.step_mib / tr:.2f}x" for r in kept)
+            out.append(f"{m.upper()} step memory / its eligibility traces (batch {rep.batch} x synapses x 4 B = {tr:.3g} MiB, grows with the synapses): {ratios}")
     return out
 
 

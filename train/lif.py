@@ -79,6 +79,7 @@ import torch
 from torch import nn
 
 from localsnn.spec import NetworkSpec
+from localsnn.train import registry
 from localsnn.train.api import UPDATES, RuleOptions
 from localsnn.train.layers import (
     Conv,
@@ -94,11 +95,12 @@ from localsnn.train.layers import (
     trace_contract,
 )
 
-RULE_NAMES = ("bptt", "ell", "bell", "fell", "fell-kp")
-#: rules that step once per window whatever ``options.update`` says
-WINDOW_RULES = ("bptt", "bell")
+#: the rules this module builds (their entries in :mod:`localsnn.train.registry`)
+RULE_NAMES = tuple(registry.names(module=__name__))
+#: rules that step once per window whatever ``options.update`` says (their memory is the window's)
+WINDOW_RULES = tuple(registry.names(module=__name__, memory="window"))
 #: rules that keep per-synapse eligibility traces
-TRACE_RULES = ("fell", "fell-kp")
+TRACE_RULES = tuple(registry.names(module=__name__, traces=True))
 
 
 @dataclass

@@ -3,13 +3,26 @@ UART + frames gateware -> the chip, in Verilator; results equal the golden model
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 from localsnn.golden.encode import quantize_pixels
-from localsnn.sim.bridge_sim import bridge_cosim
 from localsnn.sim.configs import matrix_spec
 
 from localsnn import data
 from localsnn import spec as S
+
+
+def _load_bridge_cosim():
+    """``bridge_cosim`` from ``bridge_cosim.py`` beside this file (by path: the tests are no package)."""
+    found = importlib.util.spec_from_file_location("localsnn_tests_sim_bridge_cosim", Path(__file__).resolve().parent / "bridge_cosim.py")
+    module = importlib.util.module_from_spec(found)
+    found.loader.exec_module(module)
+    return module
+
+
+bridge_cosim = _load_bridge_cosim().bridge_cosim
 
 
 @pytest.fixture(scope="module")

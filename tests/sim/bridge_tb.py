@@ -1,7 +1,7 @@
 """cocotb test module: the host code (``localsnn.board.Host``) talking to ``BridgeTop`` over a
 simulated serial line, in Verilator.
 
-The pytest side (``sim/bridge_sim.py``) writes a job folder and points ``LOCALSNN_JOB`` at
+The pytest side (``tests/sim/bridge_cosim.py``) writes a job folder and points ``LOCALSNN_JOB`` at
 it: ``spec.toml``, ``params.npz`` (the chip's initial weights: the build's, or written by the
 host after reset where ``job.json`` says ``write_params``), ``samples.npz`` (quantized pixels
 ``x``, ``labels``), ``job.json`` (memory map, write_params, UART divisor). Each test writes

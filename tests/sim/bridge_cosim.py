@@ -1,5 +1,8 @@
 """Co-simulate the board bridge: ``BridgeTop`` in Verilator, the host code of
-``localsnn.board`` on a simulated serial line (``sim/cocotb_bridge.py``).
+``localsnn.board`` on a simulated serial line (``tests/sim/bridge_tb.py``).
+
+A test of the host as much as of the gateware, so it lives with the tests: nothing under
+``sim/`` or ``rtl/`` imports the host module (docs/architecture.md).
 
     results = bridge_cosim(spec, samples, lanes=1, tests=["learning_run", "fuzz"])
 
@@ -61,7 +64,7 @@ def bridge_cosim(spec: NetworkSpec, samples, *, lanes: int = 1, params: Params |
         for t in tests:  # one simulation each: every test starts from the initial weights
             run_dir = job / t
             run_dir.mkdir()
-            res = run_cocotb(text, "bridge_top", Path(__file__).parent / "cocotb_bridge.py", run_dir, extra_env={"LOCALSNN_JOB": str(job)}, testcase=t, timeout_s=timeout_s)
+            res = run_cocotb(text, "bridge_top", Path(__file__).parent / "bridge_tb.py", run_dir, extra_env={"LOCALSNN_JOB": str(job)}, testcase=t, timeout_s=timeout_s)
             out[t] = json.loads((job / f"{t}.json").read_text())
             out[t]["_sim"] = {"build_s": res.build_s, "run_s": res.run_s, "built": res.built}
     return out
