@@ -208,15 +208,21 @@ def check_chip(spec, lanes: int = 1) -> None:
 # -- loading memories through the bus (host and co-simulation alike) ------------------------------
 
 
-async def write_region(chip, entry: dict, values) -> None:
+async def write_region(chip, entry: dict, values, pad: bool = False) -> None:
     """Write a whole memory region (an entry of the memory map) into ``chip``, a :class:`Host`
-    or any harness ``Chip`` (``write``; ``write_many`` where it has one)."""
+    or any harness ``Chip`` (``write``; ``write_many`` where it has one). Row by row; with
+    ``pad``, each row of a 2-D memory filled with zeros up to its ``row_stride``, so that the
+    padding lanes of its words hold 0 too (a memory without initial contents: an iCE40UP's
+    SPRAM holds arbitrary bits at power-up, a 4-state simulator X); without, they keep what
+    they hold (the zeros of the memories' initial contents)."""
     values = np.asarray(values)
     if values.shape != tuple(entry["shape"]):
         raise BridgeError(f"{entry['name']}: values of shape {values.shape}, the memory holds {tuple(entry['shape'])}")
     base = address(entry["region"])
     rows = values[None, :] if values.ndim == 1 else values
-    for r, row in enumerate(rows):  # row by row: the padding lanes keep their zeros
+    if pad and values.ndim == 2:
+        rows = np.pad(rows, ((0, 0), (0, entry["row_stride"] - rows.shape[1])))
+    for r, row in enumerate(rows):
         addr = base + r * entry.get("row_stride", 0)
         if hasattr(chip, "write_many"):
             await chip.write_many(addr, row.tolist())
@@ -225,13 +231,14 @@ async def write_region(chip, entry: dict, values) -> None:
                 await chip.write(addr + c, int(v))
 
 
-async def write_params(chip, memory_map: list[dict], params, only=None) -> list[str]:
+async def write_params(chip, memory_map: list[dict], params, only=None, pad=None) -> list[str]:
     """Write ``params`` (golden :class:`~localsnn.golden.params.Params`) into every memory of
     ``memory_map`` that holds one of their arrays (``layer<i>.w``, ``.clf_w``, DECOLLE's
     ``.bias`` and ``.feedback``), or into those of them ``only(entry)`` selects; return their
     names. How a host loads weights, and how a co-simulation gives a build the parameters of
     its test (the build itself carries the spec's initial ones, so that tests differing only
-    in weights share it)."""
+    in weights share it). ``pad(entry)``: whether to write the padding lanes of its words with
+    zeros (:func:`write_region`)."""
     names = []
     for entry in memory_map:
         if "shape" not in entry or (only is not None and not only(entry)):
@@ -239,15 +246,16 @@ async def write_params(chip, memory_map: list[dict], params, only=None) -> list[
         layer, key = entry["name"].split(".", 1)
         arrays = params.layers[int(layer.removeprefix("layer"))].arrays()
         if key in arrays:
-            await write_region(chip, entry, arrays[key])
+            await write_region(chip, entry, arrays[key], pad=pad is not None and pad(entry))
             names.append(entry["name"])
     return names
 
 
 async def load_host_init(chip, memory_map: list[dict], params) -> list[str]:
     """Write the memories the chip starts without (``host_init`` in its memory map: the weights
-    of a build with SPRAM) from ``params``; return their names."""
-    return await write_params(chip, memory_map, params, only=lambda entry: entry.get("host_init"))
+    of a build with SPRAM) from ``params``, the padding lanes of their words with zeros (they
+    start arbitrary too); return their names."""
+    return await write_params(chip, memory_map, params, only=lambda entry: entry.get("host_init"), pad=lambda entry: True)
 
 
 async def load_weights_if_missing(chip, memory_map: list[dict], params) -> list[str]:

@@ -17,25 +17,26 @@ import cocotb
 import numpy as np
 
 from localsnn import spec as specmod
-from localsnn.chip import load_weights_if_missing, write_params
+from localsnn.chip import address, load_weights_if_missing, write_params
 from localsnn.golden.params import load_params
 from localsnn.sim.drivers import INPUTS, BusMaster, StreamSink, StreamSource, UnknownValue, read, reset, start_clock
-from localsnn.sim.harness import Mismatch, check_samples
+from localsnn.sim.harness import Mismatch, check_samples, stall_limit
 
 
 class CocotbChip:
     """The harness's ``Chip`` interface on the cocotb drivers."""
 
-    def __init__(self, dut, *, idle: float, stall: float, seed: int) -> None:
+    def __init__(self, dut, *, idle: float, stall: float, seed: int, memory_map: list[dict]) -> None:
         self.src = StreamSource(dut, "i", dut.clk, idle_prob=idle, seed=seed)
         self.sink = StreamSink(dut, "o", dut.clk, stall_prob=stall, seed=seed + 1)
         self.bus = BusMaster(dut, "bus", dut.clk, timeout=100_000)
+        self.limit = stall_limit(memory_map)
 
     async def send(self, words):
         await self.src.send_many(words)
 
     async def peek(self) -> int:
-        return await self.sink.peek()
+        return await self.sink.peek(self.limit)
 
     async def accept(self) -> None:
         await self.sink.recv()
@@ -61,7 +62,10 @@ async def cosim(dut):
     await reset(dut)
     for name in INPUTS:  # every input driven from reset on (in a 4-state simulator, else Z)
         read(getattr(dut, name))
-    chip = CocotbChip(dut, idle=cfg["idle"], stall=cfg["stall"], seed=cfg["seed"])
+    chip = CocotbChip(dut, idle=cfg["idle"], stall=cfg["stall"], seed=cfg["seed"], memory_map=cfg["memory_map"])
+    probed = None
+    if cfg.get("power_up_probe"):  # what the memories the chip starts without hold before the host writes
+        probed = [await chip.read(address(e["region"]) + k) for e in cfg["memory_map"] if e.get("host_init") for k in range(4)]
     loaded = await load_weights_if_missing(chip, cfg["memory_map"], rtl_params)  # SPRAM: the weights it starts without
     if cfg["write_params"]:  # parameters other than the build's (the spec's initial ones)
         await write_params(chip, cfg["memory_map"], rtl_params, only=lambda entry: entry["name"] not in loaded)
@@ -78,7 +82,7 @@ async def cosim(dut):
         report = await check_samples(chip, spec, params, cfg["memory_map"], samples, learn=cfg["learn"], every_step=cfg["every_step"], log=log)
     except (Mismatch, UnknownValue) as err:  # an X or Z in what is compared is a mismatch too
         error = str(err)
-    result = {"mismatch": error, "host_loaded": loaded}
+    result = {"mismatch": error, "host_loaded": loaded, "power_up_words": probed}
     if report is not None:
         result.update(samples=report.samples, steps=report.steps, compared=report.compared, step_cycles=report.step_cycles, decisions=report.decisions, phase_cycles=report.phase_cycles)
     (job / "report.json").write_text(json.dumps(result))

@@ -15,6 +15,9 @@ those the harness writes them over the register bus after reset, as a host loads
 share one build. ``lint`` builds with Verilator's ``-Wall`` checks (``sim.lint.lint_flags``, the
 justified Amaranth waivers) and raises ``LintError`` on any other warning. ``build_args`` go to the
 simulator's compiler (for Icarus e.g. ``["-g2005"]``; the default is cocotb's ``-g2012``).
+``power_up_seed`` (Verilator): the memories without initial contents (the SPRAM build's) start
+with seeded random bits instead of 0, as an iCE40UP's SPRAM holds whatever it holds at power-up
+(``runner.random_power_up``).
 """
 
 from __future__ import annotations
@@ -49,6 +52,9 @@ class CosimReport:
     #: the memories the chip started without (SPRAM: STATUS bit 1 set after reset), written
     #: over the bus before the first sample (STATUS bit 1 then clear)
     host_loaded: list[str]
+    #: with ``power_up_seed``: the first words of every memory the chip starts without, read
+    #: over the bus before the host wrote them (what the random power-up left there)
+    power_up_words: list[int] | None = None
 
 
 def generate_verilog(spec: NetworkSpec, lanes: int, params: Params | None = None, name: str = "localsnn_top", spram: bool = False) -> tuple[str, list[dict]]:
@@ -93,13 +99,16 @@ def cosimulate(
     spram: bool = False,
     simulator: str = "verilator",
     build_args: Sequence[str] = (),
+    power_up_seed: int | None = None,
 ) -> CosimReport:
-    from localsnn.sim.runner import SIMULATORS, BuildFailed, CocotbTestFailure, run_cocotb
+    from localsnn.sim.runner import SIMULATORS, BuildFailed, CocotbTestFailure, random_power_up, run_cocotb
 
     if simulator not in SIMULATORS:
         raise ValueError(f"unknown simulator {simulator!r}; allowed: {', '.join(SIMULATORS)}")
     if lint and simulator != "verilator":
         raise ValueError("lint=True runs Verilator's own checks; it needs simulator='verilator'")
+    if power_up_seed is not None and simulator != "verilator":
+        raise ValueError("power_up_seed fills uninitialised memories through Verilator's +verilator+rand+reset; it needs simulator='verilator'")
 
     # everything that can be refused is refused before Verilator builds anything
     check_chip(spec, lanes)
@@ -118,7 +127,7 @@ def cosimulate(
         xs = np.stack([np.asarray(x, dtype=np.int64) for x, _ in samples])
         labels = np.array([-1 if y is None else int(y) for _, y in samples], dtype=np.int64)
         np.savez(job / "samples.npz", x=xs, labels=labels)
-        (job / "job.json").write_text(json.dumps({"memory_map": memory_map, "write_params": write_params, "learn": learn, "every_step": every_step, "idle": idle, "stall": stall, "seed": seed}))
+        (job / "job.json").write_text(json.dumps({"memory_map": memory_map, "write_params": write_params, "learn": learn, "every_step": every_step, "idle": idle, "stall": stall, "seed": seed, "power_up_probe": power_up_seed is not None}))
         here = Path(__file__).parent
         stop = threading.Event()
         watcher = None
@@ -144,7 +153,8 @@ def cosimulate(
             args += lint_flags(AMARANTH_WAIVERS)
         try:
             res = run_cocotb(text, "localsnn_top", here / "cocotb_top.py", job, extra_env={"LOCALSNN_JOB": str(job)}, waves=waves, timeout_s=timeout_s, build_args=args,
-                             quick=len(samples) <= QUICK_BUILD_SAMPLES, simulator=simulator)
+                             quick=len(samples) <= QUICK_BUILD_SAMPLES, simulator=simulator,
+                             plusargs=random_power_up(power_up_seed) if power_up_seed is not None else ())
         except BuildFailed as err:
             if lint:
                 from localsnn.sim.lint import LintError, warnings_in
@@ -169,7 +179,7 @@ def cosimulate(
     return CosimReport(
         samples=out["samples"], steps=out["steps"], compared=out["compared"], step_cycles=out["step_cycles"],
         decisions=out["decisions"], phase_cycles=out["phase_cycles"], build_dir=res.build_dir, built=res.built,
-        build_s=res.build_s, run_s=res.run_s, host_loaded=out["host_loaded"],
+        build_s=res.build_s, run_s=res.run_s, host_loaded=out["host_loaded"], power_up_words=out.get("power_up_words"),
     )
 
 

@@ -132,10 +132,11 @@ class StreamSink:
     pending. Outside ``recv()`` ready is low, so no word is ever lost.
     """
 
-    def __init__(self, dut, prefix: str, clk, *, stall_prob: float = 0.0, seed: int = 0):
+    def __init__(self, dut, prefix: str, clk, *, stall_prob: float = 0.0, seed: int = 0, period_ns: float = CLOCK_PERIOD_NS):
         if not 0.0 <= stall_prob < 1.0:
             raise ValueError(f"stall_prob must be in [0, 1), got {stall_prob}")
         self.clk = clk
+        self.period_ns = period_ns
         self.valid = getattr(dut, f"{prefix}__valid")
         self.ready = getattr(dut, f"{prefix}__ready")
         self.payload = getattr(dut, f"{prefix}__payload")
@@ -159,13 +160,16 @@ class StreamSink:
                 self.received += 1
                 return word
 
-    async def peek(self) -> int:
+    async def peek(self, limit_cycles: int | None = None) -> int:
         """Wait until a word is pending (valid high) and return it *without* taking it.
 
         Ready stays low, so the word stays pending (stream rules keep valid and payload
-        stable until the transfer); a later ``recv()`` takes it.
+        stable until the transfer); a later ``recv()`` takes it. ``limit_cycles``: raise
+        ``TimeoutError`` when no word is pending after that many clock periods (a stalled
+        chip; one timer, not a wake-up per clock).
         """
         self.ready.value = 0
+        deadline = None if limit_cycles is None else Timer(limit_cycles * self.period_ns, unit="ns")
         while True:
             await ReadOnly()
             if read(self.valid):
@@ -175,7 +179,10 @@ class StreamSink:
             # nothing pending: sleep until valid rises (just after the edge that raises it)
             # instead of waking up every cycle while the core works; then sample it before the
             # next edge, as a poll in every cycle would have
-            await RisingEdge(self.valid)
+            if deadline is None:
+                await RisingEdge(self.valid)
+            elif await First(RisingEdge(self.valid), deadline) is deadline:
+                raise TimeoutError(f"no output word within {limit_cycles} clocks")
 
     async def recv_many(self, n: int) -> list[int]:
         return [await self.recv() for _ in range(n)]

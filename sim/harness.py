@@ -7,6 +7,7 @@ runs in cocotb + Verilator (``sim/cocotb_top.py``) and in Amaranth's simulator
 
 ``await chip.send(words)``      put words on the input stream
 ``await chip.peek()``           wait for an output word and return it, *without* taking it
+                                (``TimeoutError`` if none comes: the chip stalled)
 ``await chip.accept()``         take the output word (the core then goes on)
 ``await chip.read(addr)``       one register-bus read; ``await chip.write(addr, value)``
 
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from localsnn.chip import DECISION, INDEX_BITS, LAYER_REGIONS, STEP, io_widths, to_signed
+from localsnn.chip import DECISION, INDEX_BITS, LAYER_REGIONS, STEP, io_widths, region_elements, to_signed
 from localsnn.golden import Golden, Params
 from localsnn.spec import NetworkSpec
 
@@ -99,6 +100,21 @@ def _check(rtl, gold, where: str, what: str, report: Report) -> None:
         raise Mismatch(f"{where}: {what} {names.get(len(idx), 'index')} {idx if len(idx) > 1 else idx[0]}: RTL {a}, golden {b}")
 
 
+def stall_limit(memory_map: list[dict]) -> int:
+    """Clocks a co-simulation waits for an output word before it calls the chip stalled:
+    ``64 * E + 100,000`` with ``E`` every bus index of every memory (a time step touches each
+    word a few times at most: a working chip is far inside it, with idle input and backpressure
+    too; a stalled one fails in seconds instead of at the run's ``timeout_s``)."""
+    return 64 * sum(region_elements(e) for e in memory_map if "shape" in e) + 100_000
+
+
+async def _peek(chip, where: str) -> int:
+    try:
+        return await chip.peek()
+    except TimeoutError as err:
+        raise Mismatch(f"{where}: {err}: the chip stalled") from None
+
+
 async def check_samples(
     chip,
     spec: NetworkSpec,
@@ -130,7 +146,7 @@ async def check_samples(
         rec = golden.run_sample(np.asarray(x), label, learn=learn)
         await chip.send([spec.classes if label is None else int(label)] + [int(v) for v in x])
         for t in range(spec.timesteps):
-            word = await chip.peek()
+            word = await _peek(chip, f"sample {n}, step {t}")
             kind, payload = word >> _data_bits(spec), word & ((1 << _data_bits(spec)) - 1)
             where = f"sample {n}, step {t}"
             if kind != STEP:
@@ -154,7 +170,7 @@ async def check_samples(
             report.phase_cycles.append([[await chip.read(phase_base + LAYER_REGIONS * i + p) for p in range(phases[i])] for i in range(nl)])
             await chip.accept()
             report.steps += 1
-        word = await chip.peek()
+        word = await _peek(chip, f"sample {n}, the decision")
         kind, payload = word >> _data_bits(spec), word & ((1 << _data_bits(spec)) - 1)
         if kind != DECISION or payload != rec.decision:
             raise Mismatch(f"sample {n}: decision: RTL word {word:#x} (class {payload}), golden class {rec.decision}")

@@ -46,6 +46,7 @@ __all__ = [
     "build_dir_for",
     "cached_verilog",
     "cache_root",
+    "random_power_up",
     "run_cocotb",
     "verilator_env",
     "verilator_info",
@@ -204,6 +205,15 @@ def verilator_env() -> dict[str, str]:
 
 #: the simulators ``run_cocotb`` drives, and their names in messages
 SIMULATORS = {"verilator": "Verilator", "icarus": "Icarus Verilog"}
+
+def random_power_up(seed: int) -> list[str]:
+    """Verilator's run-time options that fill every variable the Verilog leaves uninitialised
+    with seeded random bits instead of 0: the memories without initial contents (the SPRAM
+    build's weights, which an iCE40UP's SPRAM holds arbitrary at power-up). Amaranth gives every
+    register an initial value, so nothing else changes (``--x-initial unique`` is Verilator's
+    default; ``+verilator+seed+`` takes a positive seed)."""
+    return ["+verilator+rand+reset+2", f"+verilator+seed+{int(seed) + 1}"]
+
 
 #: the oldest Icarus Verilog that runs the generated Verilog (tested with 11.0, Debian 12's)
 ICARUS_MIN_VERSION = (11, 0)
@@ -695,6 +705,7 @@ def run_cocotb(
     check: bool = True,
     quick: bool = False,
     simulator: str = "verilator",
+    plusargs: Sequence[str] = (),
 ) -> CocotbResults:
     """Build (cached) and run a cocotb test module against a Verilog design on Verilator (or
     Icarus Verilog).
@@ -734,6 +745,9 @@ def run_cocotb(
         unless ``build_args`` say otherwise).
     check
         Raise :class:`CocotbTestFailure` unless every selected test passed (at least one).
+    plusargs
+        The simulator's run-time ``+`` options (not part of the build: e.g. Verilator's
+        ``+verilator+rand+reset+2``, :func:`random_power_up`).
 
     Returns :class:`CocotbResults`.
     """
@@ -785,7 +799,7 @@ def run_cocotb(
 
     wave_path = None
     test_args: list[str] = []
-    plusargs: list[str] = []
+    plusargs = list(plusargs)
     if waves:
         label = os.environ.get("PYTEST_CURRENT_TEST", "run").split(" ")[0]
         label = re.sub(r"[^A-Za-z0-9_.-]+", "_", label.split("::")[-1])[:80]
@@ -795,7 +809,7 @@ def run_cocotb(
         if simulator == "verilator":
             test_args = ["--trace-file", str(wave_path)]
         else:
-            plusargs = [f"+dumpfile_path={wave_path}"]
+            plusargs.append(f"+dumpfile_path={wave_path}")
 
     runner = get_runner(simulator)
     sim_error = ""

@@ -134,6 +134,12 @@ async def test_hold_and_inspect(dut):
     await sender
     await bus.write(toy.REG_OFFSET, 5)  # FIFO empty again: acknowledged
     assert await bus.read(toy.REG_OFFSET) == 5
+    try:  # all taken: a peek with a limit gives up after it (a stalled chip)
+        await sink.peek(limit_cycles=20)
+    except TimeoutError as err:
+        assert str(err) == "no output word within 20 clocks", str(err)
+    else:
+        raise AssertionError("peek(limit_cycles=20) returned a word nobody sent")
 
 
 @cocotb.test(skip=os.environ.get("INFRA_DELIBERATE_FAIL") != "1")

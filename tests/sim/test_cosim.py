@@ -72,9 +72,11 @@ SPRAM = [("ell", 8), ("fell", 1), ("decolle", 8)]
 
 @pytest.mark.parametrize("rule, lanes", SPRAM, ids=[f"{r}-L{l}" for r, l in SPRAM])
 def test_weights_in_spram_are_written_by_the_host_then_equal_golden(digits, rule, lanes):
-    """Single-port weight memories without initial contents (an iCE40UP's SPRAM): the chip says
-    it has no weights (STATUS bit 1) until the harness has written them over the bus (the bit is
-    then clear, ``load_weights_if_missing`` checks it); learning throttles the phases that read
+    """Single-port weight memories without initial contents (an iCE40UP's SPRAM), filled with
+    random bits at power-up (``power_up_seed``: the words read before the host writes are not
+    all 0): the chip says it has no weights (STATUS bit 1) until the harness has written them
+    over the bus, padding lanes with zeros (the bit is then clear, ``load_weights_if_missing``
+    checks it); learning throttles the phases that read
     and write them, and every step still equals golden. Against the same samples on the build
     without SPRAM: a read-modify-write phase (``THROTTLED``, docs/rtl.md) issues a word every
     other clock, n words in 2n + 1 clocks instead of n + 2 (control and pipeline); every other
@@ -82,8 +84,9 @@ def test_weights_in_spram_are_written_by_the_host_then_equal_golden(digits, rule
     _verilator_or_skip()
     spec = matrix_spec(rule, "rate" if rule != "decolle" else "direct", "two")
     samples = digit_samples(spec, digits, 2, offset=lanes)
-    report = cosimulate(spec, samples, lanes=lanes, spram=True)
+    report = cosimulate(spec, samples, lanes=lanes, spram=True, power_up_seed=lanes)
     assert report.samples == 2 and report.compared > 0
+    assert any(report.power_up_words), "the random power-up left the SPRAM words 0"
     keys = ("w",) if rule == "decolle" else ("w", "clf_w")
     assert report.host_loaded == [f"layer{i}.{k}" for i in (0, 1) for k in keys]
     plain = cosimulate(spec, samples, lanes=lanes)
