@@ -494,6 +494,35 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- nir ----------------------------------------------------------------------------------------
+
+
+def cmd_nir(args: argparse.Namespace) -> int:
+    _need("nir", "nir")
+    from localsnn import nir_io
+    from localsnn.golden.params import load_params
+
+    if args.nir_cmd == "export":
+        s = specmod.load(args.config)
+        params = load_params(args.weights, s) if args.weights else None
+        out = Path(args.out)
+        if out.parent and not out.parent.is_dir():
+            raise LocalsnnError(f"-o {out}: no folder {out.parent}")
+        graph = nir_io.write_nir(s, out, params, dt=args.dt)
+        which = "the spec's initial weights" if params is None else f"weights {args.weights}"
+        print(f"{s.name}: {which}, {len(graph.nodes)} nodes, {len(graph.edges)} edges -> {out}")
+        print(f"  LIF nodes: tau = dt/(1 - d) with dt = {args.dt:g}, r = 1 (the weights before them times 1/(1 - d)), v_leak = 0, v_reset = 0, metadata reset = {nir_io.RESET!r} (docs/nir.md)")
+        print(f"  read it: snnTorch import_from_nir(nir.read(...)) then reset_mechanism = 'subtract'; Norse from_nir(graph, dt={args.dt:g}) with reset_subtract; localsnn nir import {out} -o DIR")
+        return 0
+    formats = specmod.load(args.formats) if args.formats else None
+    net = nir_io.import_nir(args.net, args.out, formats=formats, timesteps=args.timesteps, dt=args.dt, name=args.name)
+    out = Path(args.out)
+    print(net.describe())
+    print(f"-> {out / 'spec.toml'}, {out / 'weights.npz'}")
+    print(f"next: localsnn golden eval --config {out / 'spec.toml'} --weights {out / 'weights.npz'} --dataset DATASET; localsnn cosim --config {out / 'spec.toml'} --weights {out / 'weights.npz'} --dataset DATASET")
+    return 0
+
+
 # -- bench --------------------------------------------------------------------------------------
 
 
@@ -709,6 +738,23 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--no-eval-train", action="store_true", help="skip the train-set evaluation after each epoch")
     tp.add_argument("--quiet", action="store_true", help="no progress bar")
     tp.set_defaults(func=cmd_train)
+
+    np_ = sub.add_parser("nir", help="NIR graphs in and out (snnTorch, Norse, ...): a spec and weights from a graph, a graph from a spec (docs/nir.md)")
+    nsub = np_.add_subparsers(dest="nir_cmd", required=True)
+    ni = nsub.add_parser("import", help="a NIR graph as a spec TOML and golden weights (weights.npz)")
+    ni.add_argument("net", help="the .nir file (NIR's HDF5)")
+    ni.add_argument("-o", "--out", required=True, help="output folder (spec.toml, weights.npz)")
+    ni.add_argument("--formats", help="spec whose formats, T, encoding and learning to use as they are (default: digits, with the weight and decay formats chosen from the graph)")
+    ni.add_argument("--timesteps", type=_count, help="T (default: that of --formats or digits)")
+    ni.add_argument("--dt", type=_positive, help="the time step the graph's tau assume (default: the graph's metadata, else 1e-4, snnTorch's)")
+    ni.add_argument("--name", help="the spec's name (default: our own export's, else 'nir')")
+    ni.set_defaults(func=cmd_nir)
+    ne = nsub.add_parser("export", help="a spec and its weights as a NIR graph")
+    ne.add_argument("--config", required=True, help="spec TOML file or shipped spec name")
+    ne.add_argument("--weights", help="weights.npz (default: the spec's initial weights)")
+    ne.add_argument("-o", "--out", required=True, help="the .nir file to write")
+    ne.add_argument("--dt", type=_positive, default=1e-4, help="the time step written into the LIF nodes' tau (default 1e-4, which snnTorch's importer assumes)")
+    ne.set_defaults(func=cmd_nir)
 
     ep = sub.add_parser("export", help="quantize a float checkpoint into golden's fixed point; float vs golden accuracy")
     ep.add_argument("checkpoint", help="a run folder of 'localsnn train' or its checkpoint.pt")

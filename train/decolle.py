@@ -68,7 +68,7 @@ from torch import Tensor, nn
 
 from localsnn.errors import SpecError
 from localsnn.spec import TRACE_ORDERS, NetworkSpec, advance_traces, fires
-from localsnn.train.api import UPDATES, RuleOptions
+from localsnn.train.api import UPDATES, RuleOptions, load_float_weights
 
 #: surrogate derivatives (the spec's ``SurrogateSpec.function`` in torch); ``x = |u - theta|``
 SURROGATES = ("exp", "rect", "boxcar")
@@ -447,18 +447,7 @@ class DecolleNet(nn.Module):
 
     def load_float_weights(self, weights: list[dict[str, Tensor]]) -> None:
         """Set every layer's ``w, bias, clf_w, feedback`` (shapes as :meth:`float_weights`)."""
-        if len(weights) != len(self.layers):
-            raise ValueError(f"weights for {len(weights)} layers; the network has {len(self.layers)}")
-        for i, (lay, d) in enumerate(zip(self.layers, weights)):
-            if set(d) != {"w", "bias", "clf_w", "feedback"}:
-                raise ValueError(f"layer {i}: arrays {sorted(d)}; needed: ['bias', 'clf_w', 'feedback', 'w']")
-            for name in ("w", "bias", "clf_w", "feedback"):
-                dst = getattr(lay, name)
-                src = torch.as_tensor(d[name])
-                if tuple(src.shape) != tuple(dst.shape):
-                    raise ValueError(f"layer {i} {name}: shape {tuple(src.shape)}; needed {tuple(dst.shape)}")
-                with torch.no_grad():
-                    dst.copy_(src.to(dtype=dst.dtype, device=dst.device))
+        load_float_weights(self.layers, weights, ("w", "bias", "clf_w", "feedback"))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -80,7 +80,7 @@ from torch import nn
 
 from localsnn.spec import NetworkSpec
 from localsnn.train import registry
-from localsnn.train.api import UPDATES, RuleOptions
+from localsnn.train.api import UPDATES, RuleOptions, load_float_weights
 from localsnn.train.layers import (
     Conv,
     Dense,
@@ -177,6 +177,10 @@ class LIFLearner(nn.Module):
         ``w`` is the kernel ``(out_channels, in_channels, k, k)``; golden has no convolutions.
         """
         return [{"w": layer.w.detach().clone(), "clf_w": layer.clf_w.detach().clone()} for layer in self.layers]
+
+    def load_float_weights(self, weights: list[dict[str, torch.Tensor]]) -> None:
+        """Set every layer's ``w`` and ``clf_w`` (shapes as :meth:`float_weights`)."""
+        load_float_weights(self.layers, weights, ("w", "clf_w"))
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer) -> dict[str, float]:
         """One window of ``T`` steps on the batch, learning as ``self.rule`` says (module

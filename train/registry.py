@@ -130,6 +130,8 @@ def lookup(rule: str) -> tuple[ModuleType, Callable]:
 
 def build(rule: str, spec: NetworkSpec, options: RuleOptions | None = None) -> Learner:
     """The learner of ``rule`` for the fully connected net of ``spec``."""
+    from localsnn.train.api import RuleOptions
+
     _, ctor = lookup(rule)
     return ctor(spec, rule, options if options is not None else RuleOptions())
 
