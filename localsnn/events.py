@@ -129,8 +129,10 @@ def read_dvsgesture_file(path: str | Path) -> Events:
 
 def read_shd(path: str | Path) -> tuple[list[Events], np.ndarray]:
     """Every sample of an SHD HDF5 file: ``(events, labels)``; ``t`` in microseconds (rounded)."""
-    import h5py
-
+    try:
+        import h5py
+    except ImportError:
+        raise EventDataError(f'{path}: SHD files are HDF5, read with h5py: pip install "localsnn[events]"') from None
     try:
         f = h5py.File(path, "r")
     except OSError as err:
