@@ -10,6 +10,9 @@ rounded as the format says and saturated (so ``x / 2**frac`` is the intensity ``
   ``P(spike) = I``.
 * ``latency`` one spike at ``t_s = round(T - T*I)`` (Ma et al. eq. 17), rounded half up, steps
   numbered 0..T-1; ``t_s >= T`` (only ``I = 0``) is no spike.
+* ``events``  the sample holds every step already, ``(T, n)`` event counts of its bins
+  (:func:`localsnn.events.bin_events`) saturated at ``format.max_int`` (:func:`event_values`):
+  passed through as they are, spikes with a 1-bit format, multi-bit currents with a wider one.
 """
 
 from __future__ import annotations
@@ -34,6 +37,18 @@ def quantize_pixels(pixels, max_value: int, fmt: FixedFormat) -> np.ndarray:
     else:
         x = num // max_value
     return np.minimum(x, fmt.max_int)
+
+
+def event_values(counts, fmt: FixedFormat) -> np.ndarray:
+    """Event counts per bin (``(..., T, n)`` non-negative integers) to the encoding format's
+    integers, ``min(count, format.max_int)`` (a 1-bit format: whether the bin has an event),
+    as uint8 (``MAX_EVENT_BITS``)."""
+    c = np.asarray(counts)
+    if c.dtype.kind not in "iu":
+        raise LocalsnnError(f"event counts must be integers, got an array of {c.dtype}")
+    if c.size and c.min() < 0:
+        raise LocalsnnError(f"event counts must be >= 0; got {c.min()}")
+    return np.minimum(c, fmt.max_int).astype(np.uint8)
 
 
 def rate_spikes(x: np.ndarray, draws: np.ndarray, frac: int) -> np.ndarray:
@@ -64,12 +79,15 @@ class Encoder:
         self.lfsr = lfsr
 
     def sample_inputs(self, x: np.ndarray) -> np.ndarray:
-        """All steps of one sample (or a batch, leading axes kept): shape ``(..., T, n)``.
+        """All steps of one sample (or a batch, leading axes kept): shape ``(..., T, n)``;
+        ``x`` is ``(..., n)`` quantized pixels, or ``(..., T, n)`` event values (``events``).
 
         Rate draws are taken in sample order, then step order, then input order.
         """
         T = self.timesteps
         kind = self.spec.kind
+        if kind == "events":
+            return x
         if kind == "direct":
             return np.broadcast_to(x[..., None, :], x.shape[:-1] + (T, x.shape[-1]))
         if kind == "latency":

@@ -321,7 +321,8 @@ class Golden:
         record: bool = True,
         record_weights: bool = False,
     ) -> SampleRecord:
-        """Run one sample (``x``: quantized pixels, shape (inputs,)) through every time step.
+        """Run one sample through every time step: ``x`` quantized pixels, shape ``(inputs,)``,
+        or an ``events`` encoding's values, ``(timesteps, inputs)`` (``spec.sample_shape``).
 
         With ``learn`` (a bool, or one per layer; a layer also needs ``learn = true`` in its
         spec and a rule other than ``none``) and a ``label``, the weights learn online.
@@ -335,9 +336,7 @@ class Golden:
         learn_l = [bool(a) and self.spec.layers[i].learn and spec.rule.learns and label is not None for i, a in enumerate(learn_l)]
         if any(learn_l) and not 0 <= int(label) < spec.classes:
             raise BadValueError(f"label {label} is outside 0..{spec.classes - 1}")
-        x = np.asarray(x, dtype=np.int64)
-        if x.shape != (spec.inputs,):
-            raise BadValueError(f"a sample has {spec.inputs} inputs; got shape {x.shape}")
+        x = self._check_inputs(np.asarray(x, dtype=np.int64), spec.sample_shape, "a sample")
         inputs = self.encoder.sample_inputs(x).astype(self.ints.wide)
         states = [self._new_state(L, lp) for L, lp in zip(self.layers, self.params.layers)]
         counters = new_counters(nl)
@@ -606,12 +605,26 @@ class Golden:
 
     def infer(self, X: np.ndarray, batch: int = 1000) -> np.ndarray:
         """Decision counts of every layer's classifier for quantized samples ``X`` (B, inputs),
-        learning off: returns (layers, B, classes). Same integers as :meth:`run_sample`."""
-        X = np.asarray(X, dtype=np.int64)
-        if X.ndim != 2 or X.shape[1] != self.spec.inputs:
-            raise BadValueError(f"samples must have shape (B, {self.spec.inputs}); got {X.shape}")
-        out = [self._infer_batch(X[k : k + batch]) for k in range(0, len(X), batch)]
+        or (B, timesteps, inputs) for an ``events`` encoding, learning off: returns (layers, B,
+        classes). Same integers as :meth:`run_sample`."""
+        X = np.asarray(X)
+        shape = self.spec.sample_shape
+        if X.ndim != 1 + len(shape) or X.shape[1:] != shape:
+            raise BadValueError(f"samples must have shape (B, {', '.join(map(str, shape))}); got {X.shape}")
+        out = [self._infer_batch(self._check_inputs(X[k : k + batch].astype(np.int64), X.shape[1:], "samples")) for k in range(0, len(X), batch)]
         return np.concatenate(out, axis=1) if out else np.zeros((len(self.layers), 0, self.spec.classes), dtype=np.int64)
+
+    def _check_inputs(self, x: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndarray:
+        """``x`` (int64) if its trailing axes are ``shape`` and its values are what the
+        encoding takes (pixels or event values ``0 .. format.max_int``), else a BadValueError."""
+        spec = self.spec
+        if x.shape[x.ndim - len(shape):] != shape or x.ndim < len(shape):
+            per = f"{spec.timesteps} steps x {spec.inputs} inputs" if spec.encoding.per_step else f"{spec.inputs} inputs"
+            raise BadValueError(f"{what} has {per}; got shape {x.shape}")
+        top = spec.encoding.format.max_int
+        if x.size and (x.min() < 0 or x.max() > top):
+            raise BadValueError(f"{what}: input values must be 0..{top} ({spec.encoding.format.describe()}, quantized); got {x.min()} to {x.max()}")
+        return x
 
     def _infer_batch(self, X):
         T = self.spec.timesteps

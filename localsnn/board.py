@@ -48,6 +48,7 @@ from localsnn.chip import (
     DECISION,
     ID_WORD,
     INDEX_BITS,
+    input_words,
     OK,
     PEEK,
     READ,
@@ -269,11 +270,17 @@ class Host:
         await write_params(self, self.memory_map, params)
 
     async def run_sample(self, x, label: int | None) -> tuple[int, list[int]]:
-        """Send one sample (quantized pixels, label or None); return (decision, the STEP words'
-        spike bits of every step)."""
+        """Send one sample (quantized pixels or per-step event values, label or None); return
+        (decision, the STEP words' spike bits of every step). An ``events`` sample goes step by
+        step (:func:`localsnn.chip.input_words`): step t's words, then the STEP word of step t."""
         T = self.spec.timesteps
-        await self.send([self.spec.classes if label is None else int(label)] + [int(v) for v in x])
-        words = await self.recv(T + 1)
+        chunks = input_words(self.spec, x, label)
+        words = []
+        for chunk in chunks[:-1]:
+            await self.send(chunk)
+            words += await self.recv(1)
+        await self.send(chunks[-1])
+        words += await self.recv(T + 1 - len(words))
         mask = (1 << self.fmt.out_data) - 1
         kinds = [w >> self.fmt.out_data for w in words]
         if kinds != [STEP] * T + [DECISION]:
@@ -362,17 +369,13 @@ def board_run(args, open_link=None) -> int:
     from localsnn import data
     from localsnn import spec as specmod
     from localsnn.golden import Golden
-    from localsnn.golden.encode import quantize_pixels
     from localsnn.golden.params import init_params, load_params, save_params
 
     spec = specmod.load(args.config)
-    ds = data.load(args.dataset, getattr(args, "data_dir", None))
-    if ds.n_inputs != spec.inputs or ds.classes != spec.classes:
-        raise LocalsnnError(f"dataset {ds.name!r} ({ds.n_inputs} inputs, {ds.classes} classes) does not fit spec {spec.name!r} ({spec.inputs} inputs, {spec.classes} classes)")
-    xs, ys = (ds.x_train, ds.y_train) if args.split == "train" else (ds.x_test, ds.y_test)
-    n = min(args.samples, len(xs))
-    xq = quantize_pixels(xs[:n], ds.max_value, spec.encoding.format)
-    samples = [(xq[k], int(ys[k])) for k in range(n)]
+    train = args.split == "train"
+    d = data.load_inputs(spec, args.dataset, getattr(args, "data_dir", None), train=train, train_limit=args.samples, test_limit=0 if train else args.samples)
+    xs, ys = (d.x_train, d.y_train) if train else (d.x_test, d.y_test)
+    samples = [(xs[k], int(ys[k])) for k in range(len(xs))]
     # every argument is checked before the port is opened
     params = load_params(args.weights, spec) if args.weights else None
     seeds = []
@@ -414,7 +417,7 @@ def board_run(args, open_link=None) -> int:
         bar = tqdm(total=n, unit="sample", disable=None)
         rep = await run_samples(host, samples, learn=args.learn, golden=golden, check_weights="end", log=lambda k, r: bar.update(1))
         bar.close()
-        print(f"{spec.name} on the board: {rep.samples} {ds.name} {args.split} samples, learning {'on' if args.learn else 'off'}: "
+        print(f"{spec.name} on the board: {rep.samples} {d.name} {args.split} samples, learning {'on' if args.learn else 'off'}: "
               f"accuracy {100 * rep.correct / max(rep.labelled, 1):.1f} % ({rep.correct}/{rep.labelled}), {rep.samples / rep.seconds:.1f} samples/s "
               f"({host.frames} frames, {host.bytes} bytes on the line)")
         if golden is not None:

@@ -10,7 +10,8 @@ nothing of ``rtl/``, so a host or a tool reads the chip's interface without buil
 * :func:`memory_map`: which memory is in which region, its shape, row stride, format, whether
   the host may write it and whether the chip starts without it (``host_init``), computed from
   the spec alone (a test holds it equal to what ``rtl.top.Network`` elaborates);
-* the streams: :func:`io_widths`, the STEP / DECISION tag of an output word;
+* the streams: :func:`io_widths`, a sample's input words (:func:`input_words`), the STEP /
+  DECISION tag of an output word;
 * the UART frames: start bytes, commands, status codes, :func:`crc8`, :func:`frame_format`,
   :func:`encode_request` (``docs/board.md``);
 * the LFSR streams in register order (:func:`lfsr_stream_names`);
@@ -279,12 +280,51 @@ async def load_weights_if_missing(chip, memory_map: list[dict], params) -> list[
 STEP, DECISION = 0, 1
 
 
+def event_index_bits(spec) -> int:
+    """Bits of an input index in the first layer's event list (and in an ``events`` input word)."""
+    return max((spec.inputs - 1).bit_length(), 1)
+
+
 def io_widths(spec) -> tuple[int, int]:
     """(input-stream payload bits, output-stream data bits) of the chip for ``spec``: an input
-    word holds a pixel in the encoding format or a label; an output word holds one spike bit per
+    word holds a label, a pixel in the encoding format or, for an ``events`` encoding, a step's
+    event count or one event (:func:`input_words`); an output word holds one spike bit per
     class or a class index, plus one bit telling STEP (0) from DECISION (1) above them."""
-    C = spec.classes
-    return max(spec.encoding.format.width, C.bit_length()), max(C, max((C - 1).bit_length(), 1))
+    C, enc = spec.classes, spec.encoding
+    if enc.per_step:
+        word = max(event_index_bits(spec) + (0 if enc.binary else enc.format.width), spec.inputs.bit_length())
+    else:
+        word = enc.format.width
+    return max(word, C.bit_length()), max(C, max((C - 1).bit_length(), 1))
+
+
+def input_words(spec, x, label: int | None) -> list[list[int]]:
+    """The input-stream words of one sample, in the chunks a host sends them: chunk ``t`` before
+    it waits for the STEP word of step ``t``.
+
+    Pixel encodings: one chunk, the label word (a class; ``classes`` for "no label": nothing
+    learns) and then one word per input, the pixel quantized into the encoding format.
+
+    ``events``: one chunk per step, the label word first in chunk 0. A step is its event count
+    ``k`` and then ``k`` event words, the inputs with a nonzero value in ascending order: the
+    index ``j`` (a 1-bit format: a spike), or ``j | value << event_index_bits`` (a count). The
+    chip takes a step's words when its first layer is ready for that step; it drops an event
+    whose index is not an input or whose value is 0, and one beyond ``inputs`` in a step.
+    """
+    enc = spec.encoding
+    head = [spec.classes if label is None else int(label)]
+    x = np.asarray(x)
+    if x.shape != spec.sample_shape:
+        raise BadValueError(f"a sample of spec {spec.name!r} has shape {spec.sample_shape}; got {x.shape}")
+    if not enc.per_step:
+        return [head + [int(v) for v in x]]
+    shift = event_index_bits(spec)
+    chunks = []
+    for t, row in enumerate(x):
+        idx = np.flatnonzero(row)
+        words = [int(j) for j in idx] if enc.binary else [int(j) | int(row[j]) << shift for j in idx]
+        chunks.append((head if t == 0 else []) + [len(words)] + words)
+    return chunks
 
 
 def lfsr_stream_names(spec) -> list[str]:
@@ -359,7 +399,8 @@ def _pow2(n: int) -> int:
 def frame_format(spec) -> FrameFormat:
     in_width, out_data = io_widths(spec)
     in_bytes = _pow2(-(-in_width // 8))  # powers of two: the gateware checks sizes with a mask
-    sample = in_bytes * (1 + spec.inputs)  # a label and every pixel in one SEND
+    # a label and every pixel in one SEND; events: a label and a whole step (its count, every input)
+    sample = in_bytes * (1 + spec.inputs + int(spec.encoding.per_step))
     return FrameFormat(in_bytes=in_bytes, out_bytes=_pow2(-(-(out_data + 1) // 8)), out_data=out_data, max_payload=_pow2(max(MIN_PAYLOAD, sample)))
 
 
@@ -375,6 +416,6 @@ __all__ = [
     "FRAME_TIMEOUT_BITS", "ID_WORD", "INDEX_BITS", "LAYER_REGIONS", "MEM_KEYS", "MIN_PAYLOAD", "OK",
     "PEEK", "PHASES", "READ", "RECV", "REGION_BITS", "REGISTERS", "REQUEST_START", "RESPONSE_START",
     "SEND", "SPRAM_KEYS", "STATUS_NAMES", "STEP", "TRUNCATED", "WRITE", "FrameFormat", "address",
-    "check_chip", "chip_problems", "crc8", "encode_request", "engine", "frame_format", "io_widths",
+    "check_chip", "chip_problems", "crc8", "encode_request", "engine", "event_index_bits", "frame_format", "input_words", "io_widths",
     "layer_memory_map", "layer_regions", "lfsr_stream_names", "memory_map", "region_elements", "to_signed",
 ]

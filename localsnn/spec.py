@@ -37,7 +37,11 @@ NEURON_MODELS = ("lif", "decolle")
 LEAKS = ("multiply", "shift")
 #: DECOLLE's trace order (``NeuronSpec.trace_order``): eq. 4 as printed, or the authors' code
 TRACE_ORDERS = ("paper", "decolle-public")
-ENCODINGS = ("direct", "rate", "latency")
+ENCODINGS = ("direct", "rate", "latency", "events")
+#: how the events of two polarities enter (``EncodingSpec.polarity``, :mod:`localsnn.events`)
+EVENT_POLARITIES = ("both", "merge", "on", "off")
+#: the widest value of an event bin (a count saturates there): one byte per value in memory
+MAX_EVENT_BITS = 8
 CLASSIFIERS = ("spiking", "random")
 #: the on-chip learning rules (:mod:`localsnn.rules`, one entry each)
 RULES = _rules.NAMES
@@ -423,17 +427,29 @@ class LayerSpec:
 
 @dataclass(frozen=True)
 class EncodingSpec:
-    """How a pixel of intensity ``I in [0, 1]`` enters the first layer.
+    """How a pixel of intensity ``I in [0, 1]``, or an event stream, enters the first layer.
 
     ``direct``: the pixel, quantized into ``format``, is the input current at every step (Ma et
     al. feed images this way). ``rate``: at each step input j spikes when an LFSR draw ``r``
     (the low ``format.frac`` bits) is below the quantized pixel: ``P(spike) = I``. ``latency``:
     one spike at ``t_s = round(T - T*I)`` (Ma et al. eq. 17, steps numbered from 0, ties
     rounded up); ``t_s = T`` (a black pixel) means no spike.
+
+    ``events``: a sample is already a sequence of ``T`` steps, the events of a recording binned
+    over its first ``window_us`` microseconds (:func:`localsnn.events.bin_events`; channels by
+    ``polarity`` and ``downsample``). Input j at step t is the number of events in its bin,
+    saturated at ``format.max_int``: with a 1-bit ``format`` (``u1.0``) a spike, with a wider
+    one a multi-bit input current like ``direct``'s (``frac`` must be 0: a count is an integer).
     """
 
     kind: str = "direct"
     format: FixedFormat = field(default_factory=lambda: _fmt(8, 8, signed=False, rounding="nearest"))
+    #: events only: the time binned into the ``T`` steps, microseconds from the recording's start
+    window_us: int = 0
+    #: events only: both polarities as separate channels, merged, or one of them
+    polarity: str = "both"
+    #: events only: the sensor's x and y divided by this (pixels pooled)
+    downsample: int = 1
 
     def __post_init__(self) -> None:
         _check_choice("kind", self.kind, ENCODINGS)
@@ -441,11 +457,31 @@ class EncodingSpec:
             _fail("format", f"{self.format.describe()} is signed; pixel intensities use an unsigned format")
         if self.format.rounding == "stochastic":
             _fail("format.rounding", "'stochastic' is not allowed for pixel quantization; use 'floor' or 'nearest'")
+        _check_int("window_us", self.window_us, 0, 1 << 40)
+        _check_choice("polarity", self.polarity, EVENT_POLARITIES)
+        _check_int("downsample", self.downsample, 1, 1 << 10)
+        if self.kind == "events":
+            if self.window_us < 1:
+                _fail("window_us", "an events encoding needs the binned time window, in microseconds (e.g. 300000 for N-MNIST's three saccades)")
+            if self.format.frac != 0:
+                _fail("format.frac", f"{self.format.frac}: an event bin holds a count, an integer; allowed for kind = 'events': 0")
+            if self.format.width > MAX_EVENT_BITS:
+                _fail("format.width", f"{self.format.width} bits: an event count is saturated to at most {MAX_EVENT_BITS} bits; allowed for kind = 'events': 1 (spikes) to {MAX_EVENT_BITS}")
+        else:
+            for name, value, default in (("window_us", self.window_us, 0), ("polarity", self.polarity, "both"), ("downsample", self.downsample, 1)):
+                if value != default:
+                    _fail(name, f"{value!r} is for kind = 'events' only; this encoding is {self.kind!r} (leave it out)")
 
     @property
     def binary(self) -> bool:
-        """True when the first layer receives spikes (0/1) rather than multi-bit pixels."""
-        return self.kind != "direct"
+        """True when the first layer receives spikes (0/1) rather than multi-bit values."""
+        return self.kind in ("rate", "latency") or (self.kind == "events" and self.format.width == 1)
+
+    @property
+    def per_step(self) -> bool:
+        """True when a sample holds its input for every step (``events``: shape ``(T, inputs)``),
+        False when it is one value per input (pixels, encoded on chip)."""
+        return self.kind == "events"
 
 
 def fires(model: str, u: Any, theta: Any) -> Any:
@@ -749,6 +785,12 @@ class NetworkSpec:
         """``(largest input value as an integer, its fractional bits)`` of the values that drive
         ``layers[layer]``'s synapses: pixels, spikes (1, frac 0) or DECOLLE traces P."""
         return input_format(self.encoding, self.layers, layer)
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """The shape of one sample's input integers: ``(timesteps, inputs)`` for an ``events``
+        encoding (a value per input per step), else ``(inputs,)`` (quantized pixels)."""
+        return (self.timesteps, self.inputs) if self.encoding.per_step else (self.inputs,)
 
     def fan_in(self, layer: int) -> int:
         return self.inputs if layer == 0 else self.layers[layer - 1].size

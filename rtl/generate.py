@@ -17,7 +17,7 @@ from amaranth.back import rtlil, verilog
 from amaranth.lib import wiring
 
 from localsnn.golden.params import Params, init_params
-from localsnn.chip import INDEX_BITS, REGISTERS, lfsr_stream_names
+from localsnn.chip import INDEX_BITS, REGISTERS, event_index_bits, lfsr_stream_names
 from localsnn.rtl.top import Network
 from localsnn.spec import NetworkSpec, dumps
 
@@ -137,6 +137,15 @@ def _memory_images(net: Network) -> dict[str, list[str]]:
     return images
 
 
+def _input_protocol(spec) -> str:
+    """The input stream's words in words (localsnn.chip.input_words)."""
+    head = "per sample: the label word (>= classes: no label), then "
+    if not spec.encoding.per_step:
+        return head + "one word per input: the pixel quantized into the encoding format"
+    ev = "the input index" if spec.encoding.binary else f"index | value << {event_index_bits(spec)} (value 1..{spec.encoding.format.max_int}, the bin's count)"
+    return head + f"for each of the {spec.timesteps} steps, taken when the first layer is ready for that step: the number k of events, then k event words, {ev}"
+
+
 def generate(spec: NetworkSpec, out: str | Path, *, lanes: int = 4, params: Params | None = None, name: str = "localsnn_top", spram: bool = False) -> dict:
     """Write ``<name>.v``, ``<name>.json`` and ``init/<memory>.hex`` into ``out``; return the
     JSON description. ``spram``: the weights in single-port memories without initial contents
@@ -161,7 +170,7 @@ def generate(spec: NetworkSpec, out: str | Path, *, lanes: int = 4, params: Para
         "clock": {"port": "clk", "reset": "rst (synchronous, active high)"},
         "ports": _ports(net),
         "streams": {
-            "i": {"payload_width": net.in_width, "protocol": "per sample: the label word (>= classes: no label), then one word per input: the pixel quantized into the encoding format"},
+            "i": {"payload_width": net.in_width, "protocol": _input_protocol(net.spec)},
             "o": {"payload_width": 1 + net.out_data, "protocol": f"bit {net.out_data} = 0: a STEP word after each time step, bits 0..{net.spec.classes - 1} = the last classifier's spikes; bit {net.out_data} = 1: the DECISION word, the winning class"},
         },
         "bus": {"addr_bits": len(net.bus.addr), "protocol": f"hold addr (and w_data) with w_en or r_en until ack; r_data is valid with ack; addr = region << {INDEX_BITS} | index"},

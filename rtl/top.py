@@ -4,7 +4,9 @@ Streams (``amaranth.lib.stream``):
 
 * ``i`` (in): one sample is the label word (a class, or ``classes`` or more for "no label",
   then nothing learns) followed by ``inputs`` pixel words, already quantized into the
-  encoding format (``Golden.quantize``).
+  encoding format (``Golden.quantize``); for an ``events`` encoding, by every step's event
+  count and events, each step taken when the first layer is ready for it
+  (:func:`localsnn.chip.input_words` writes them).
 * ``o`` (out): after every time step a ``STEP`` word whose data are the last layer's classifier
   spikes (bit k = class k; for a random readout, 0); after the last step a ``DECISION`` word
   with the winning class (ties: lowest index).
@@ -24,7 +26,7 @@ from amaranth import Array, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from localsnn.chip import ID_WORD, LAYER_REGIONS, REGISTERS, check_chip, io_widths, layer_regions, lfsr_stream_names, memory_map, region_elements
+from localsnn.chip import ID_WORD, LAYER_REGIONS, REGISTERS, check_chip, event_index_bits, io_widths, layer_regions, lfsr_stream_names, memory_map, region_elements
 from localsnn.golden.encode import latency_times
 from localsnn.golden.lfsr import stream_seed
 from localsnn.golden.params import Params, check_params, init_params
@@ -74,7 +76,7 @@ class Network(wiring.Component):
         seeds = {name: stream_seed(spec.lfsr.seed, name, spec.lfsr.width) for name in lfsr_stream_names(spec)}
         self.seeds = seeds
         enc = spec.encoding
-        idx0 = max((spec.inputs - 1).bit_length(), 1)
+        idx0 = event_index_bits(spec)
         if enc.binary:
             self.ev0_shape = unsigned(idx0)
         else:
@@ -100,11 +102,16 @@ class Network(wiring.Component):
         for i, layer in enumerate(self.layers):
             m.submodules[f"layer{i}"] = layer
 
-        # ---- memories: pixels and the first layer's event list --------------------------------
-        pix = LaneMemory(m, "pixels", unsigned(enc.format.width), 1, n_in)
+        # ---- memories: pixels (not for events) and the first layer's event list ----------------
+        # ev0 is written once per sample (direct: the nonzero pixels) or anew for every step
+        # (rate, latency: the encoder; events: the host's words), after layer 0 has done the last
+        fresh = enc.kind != "direct"
+        pix = None if enc.per_step else LaneMemory(m, "pixels", unsigned(enc.format.width), 1, n_in)
         ev0 = LaneMemory(m, "ev0", self.ev0_shape, 1, n_in)
         ev0_count = Signal(range(n_in + 1))
-        m.d.comb += [pix.rd.en.eq(1), ev0.rd.en.eq(1)]
+        m.d.comb += ev0.rd.en.eq(1)
+        if pix is not None:
+            m.d.comb += pix.rd.en.eq(1)
 
         # ---- layer wiring: layer 0 reads ev0, layer l reads layer l-1's spike list ------------
         l0 = self.layers[0]
@@ -174,7 +181,7 @@ class Network(wiring.Component):
         out_valid = Signal()
         out_spikes = Signal(C)
         in_run = Signal()
-        enc_loop = Loop(m, "enc", n_in, 1, outer_max=n_in, inner_max=1) if enc.binary else None
+        enc_loop = Loop(m, "enc", n_in, 1, outer_max=n_in, inner_max=1) if enc.kind in ("rate", "latency") else None
         enc_ready = Signal()  # the events of step steps_done[0] are in ev0
         enc_busy = Signal()
 
@@ -194,20 +201,21 @@ class Network(wiring.Component):
                         step_counter.eq(0),
                     ]
                     m.d.sync += [sd.eq(0) for sd in steps_done]
-                    m.next = "LOAD"
-            with m.State("LOAD"):
-                m.d.comb += self.i.ready.eq(1)
-                with m.If(self.i.valid):
-                    x = self.i.payload[: enc.format.width]
-                    m.d.comb += [pix.wr.addr.eq(count), pix.wr.data[0].eq(x), pix.wr.en.eq(1)]
-                    if not enc.binary:  # direct input: the nonzero pixels are the events, every step
-                        with m.If(x != 0):
-                            m.d.comb += [ev0.wr.addr.eq(ev0_count), ev0.wr.data[0]["index"].eq(count), ev0.wr.data[0]["value"].eq(x), ev0.wr.en.eq(1)]
-                            m.d.sync += ev0_count.eq(ev0_count + 1)
-                    m.d.sync += count.eq(count + 1)
-                    with m.If(count == n_in - 1):
-                        m.d.sync += enc_ready.eq(not enc.binary)
-                        m.next = "RUN"
+                    m.next = "RUN" if enc.per_step else "LOAD"
+            if pix is not None:  # pixel encodings: every pixel, then the steps
+                with m.State("LOAD"):
+                    m.d.comb += self.i.ready.eq(1)
+                    with m.If(self.i.valid):
+                        x = self.i.payload[: enc.format.width]
+                        m.d.comb += [pix.wr.addr.eq(count), pix.wr.data[0].eq(x), pix.wr.en.eq(1)]
+                        if enc.kind == "direct":  # the nonzero pixels are the events, every step
+                            with m.If(x != 0):
+                                m.d.comb += [ev0.wr.addr.eq(ev0_count), ev0.wr.data[0]["index"].eq(count), ev0.wr.data[0]["value"].eq(x), ev0.wr.en.eq(1)]
+                                m.d.sync += ev0_count.eq(ev0_count + 1)
+                        m.d.sync += count.eq(count + 1)
+                        with m.If(count == n_in - 1):
+                            m.d.sync += enc_ready.eq(not fresh)
+                            m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += in_run.eq(1)
                 with m.If((emitted == T) & ~Cat(*running).any()):
@@ -256,7 +264,7 @@ class Network(wiring.Component):
                 m.d.sync += running[i].eq(1)
             with m.If(running[i] & layer.done):
                 m.d.sync += [running[i].eq(0), steps_done[i].eq(steps_done[i] + 1)]
-                if i == 0 and enc.binary:
+                if i == 0 and fresh:
                     m.d.sync += enc_ready.eq(0)
 
         # the last layer's output spikes are complete in the clock after its done (a layer without
@@ -273,16 +281,20 @@ class Network(wiring.Component):
                 m.d.sync += [out_valid.eq(0), emitted.eq(emitted + 1)]
         # a clock is the host's, not the chip's, when a STEP word waits for o and nothing else works
         # (pipelined layers may go on with later steps while the word waits: those clocks count)
-        stalled = out_valid & ~self.o.ready & ~Cat(*running).any() & ~enc_busy
+        # (and, for events, when the chip waits for the host's next input word)
+        ev_wait, ev_taking = Signal(), Signal()
+        stalled = ((out_valid & ~self.o.ready) | ev_wait) & ~Cat(*running).any() & ~enc_busy & ~ev_taking
         with m.If(in_run & ~stalled):
             m.d.sync += [step_counter.eq(step_counter + 1), sample_counter.eq(sample_counter + 1)]
         with m.If(running[-1] & last.done):  # a STEP word is ready: the cycles since the last one
             m.d.sync += [step_cycles.eq(step_counter + 1), step_counter.eq(0)]
 
         # ---- on-chip encoders (rate, latency): one input per clock ------------------------------
-        if enc.binary:
-            t0 = steps_done[0]
-            start_enc = in_run & ~enc_ready & ~enc_busy & ~running[0] & (t0 < T) & (~lockstep | (emitted >= t0))
+        # (the condition for the next step's events into ev0: layer 0 is through the last step)
+        t0 = steps_done[0]
+        next_events = in_run & ~enc_ready & ~enc_busy & ~running[0] & (t0 < T) & (~lockstep | (emitted >= t0))
+        if enc.kind in ("rate", "latency"):
+            start_enc = next_events
             with m.If(start_enc):
                 m.d.comb += enc_loop.start.eq(1)
                 m.d.sync += [enc_busy.eq(1), ev0_count.eq(0)]
@@ -304,6 +316,46 @@ class Network(wiring.Component):
                 with m.If(spike):
                     m.d.comb += [ev0.wr.addr.eq(ev0_count), ev0.wr.data[0].eq(s1.outer), ev0.wr.en.eq(1)]
                     m.d.sync += ev0_count.eq(ev0_count + 1)
+
+        # ---- events: the host's words of a step, one per clock -----------------------------------
+        # (localsnn.chip.input_words) the count k, then k events {index j, value v >> ...}; an event
+        # is kept when j < inputs, v != 0 and the list is not full, so ev0 holds valid inputs only
+        if enc.per_step:
+            count_bits, idx0 = n_in.bit_length(), event_index_bits(spec)
+            left = Signal(count_bits)
+            with m.FSM(name="events"):
+                with m.State("WAIT"):
+                    with m.If(next_events):
+                        m.d.sync += ev0_count.eq(0)
+                        m.next = "COUNT"
+                with m.State("COUNT"):
+                    m.d.comb += [self.i.ready.eq(1), ev_wait.eq(~self.i.valid), ev_taking.eq(self.i.valid)]
+                    with m.If(self.i.valid):
+                        k = self.i.payload[:count_bits]
+                        m.d.sync += left.eq(k)
+                        with m.If(k == 0):
+                            m.d.sync += enc_ready.eq(1)
+                            m.next = "WAIT"
+                        with m.Else():
+                            m.next = "EVENTS"
+                with m.State("EVENTS"):
+                    m.d.comb += [self.i.ready.eq(1), ev_wait.eq(~self.i.valid), ev_taking.eq(self.i.valid)]
+                    with m.If(self.i.valid):
+                        j = self.i.payload[:idx0]
+                        keep = (j < n_in) & (ev0_count < n_in)
+                        if enc.binary:
+                            m.d.comb += ev0.wr.data[0].eq(j)
+                        else:
+                            v = self.i.payload[idx0 : idx0 + enc.format.width]
+                            keep &= v != 0
+                            m.d.comb += [ev0.wr.data[0]["index"].eq(j), ev0.wr.data[0]["value"].eq(v)]
+                        with m.If(keep):
+                            m.d.comb += [ev0.wr.addr.eq(ev0_count), ev0.wr.en.eq(1)]
+                            m.d.sync += ev0_count.eq(ev0_count + 1)
+                        m.d.sync += left.eq(left - 1)
+                        with m.If(left == 1):
+                            m.d.sync += enc_ready.eq(1)
+                            m.next = "WAIT"
 
         # ---- the register bus ---------------------------------------------------------------------
         bus = self.bus

@@ -14,7 +14,10 @@ from localsnn.errors import SpecError
 
 F = S.FixedFormat
 RULES = R.NAMES
-ENCODINGS = ("direct", "rate", "latency")
+#: the encodings the random specs draw from; the matrix of rules x encodings runs the digits
+#: images, so it has those that encode pixels (events come from recordings, binned per step)
+ENCODINGS = S.ENCODINGS
+MATRIX_ENCODINGS = tuple(e for e in S.ENCODINGS if e != "events")
 
 
 def matrix_spec(rule: str, encoding: str, net: str) -> S.NetworkSpec:
@@ -74,7 +77,8 @@ def random_spec(seed: int, *, chip: bool = True, size_max: int = 24) -> tuple[S.
     The draws reach on purpose the regions of the spec space where bugs were found:
 
     * direct input with integer pixels (``frac = 0``) and with integer bits (``frac < width``);
-      pixels of 1 to 12 bits, rate and latency codes of 0 to 12 fractional bits;
+      pixels of 1 to 12 bits, rate and latency codes of 0 to 12 fractional bits; events as
+      spikes (1 bit) and as counts of 2 to 8 bits, a new input list every step;
     * narrow classifier weights (down to 2 bits, no integer bits) with large surrogate values
       (surrogate formats with integer bits, boxcar and rect widths up to 64) and small update
       shifts;
@@ -101,6 +105,8 @@ def random_spec(seed: int, *, chip: bool = True, size_max: int = 24) -> tuple[S.
         T = d.int(1, 8)
         if enc == "direct":
             pix = d.fmt(1, 12, signed=False)
+        elif enc == "events":  # spikes (1 bit) or counts of up to MAX_EVENT_BITS, integers
+            pix = d.fmt(1, S.MAX_EVENT_BITS, signed=False, frac=(0, 0))
         else:
             pix = d.fmt(1, 12, signed=False, frac=(0, 12))
             pix = F(pix.width, pix.width if d.chance(0.7) else pix.frac, signed=False, rounding=pix.rounding)
@@ -134,7 +140,7 @@ def random_spec(seed: int, *, chip: bool = True, size_max: int = 24) -> tuple[S.
             sizes = [d.int(1, size_max) for _ in range(n_layers)]
             layers = tuple(S.LayerSpec(size=n, neuron=neuron, weight=wfmt, accumulator=63, init=S.InitSpec(scale=d.choice((0.0, 0.3, wfmt.to_real(wfmt.max_int)))), classifier=clf, learn=not d.chance(0.15)) for n in sizes)
             # accumulators exactly as narrow as the worst case, or a few bits more
-            encoding = S.EncodingSpec(kind=enc, format=pix)
+            encoding = S.EncodingSpec(kind=enc, format=pix, window_us=d.int(1, 10**6) if enc == "events" else 0)
             sized = []
             for i, ls in enumerate(layers):
                 (need, _), (c_need, _) = S.accumulator_needs(inputs, encoding, layers, i)
@@ -183,13 +189,16 @@ def _range_of(probe: S.NetworkSpec, rule: str) -> tuple[int, int]:
 
 
 def random_pixels(spec: S.NetworkSpec, n: int, seed: int) -> list[tuple[np.ndarray, int]]:
-    """``n`` samples of quantized pixels (a third of them 0, as in real images) and labels."""
+    """``n`` samples of the spec's input integers (``spec.sample_shape``) and labels: quantized
+    pixels, a third of them 0 as in real images; for ``events``, values of every step, most of
+    them 0 as in binned recordings (and the largest count in some)."""
     rng = np.random.default_rng(seed)
     fmt = spec.encoding.format
+    zero = 0.6 if spec.encoding.per_step else 0.35
     out = []
     for _ in range(n):
-        x = rng.integers(0, fmt.max_int + 1, spec.inputs)
-        x[rng.random(spec.inputs) < 0.35] = 0
+        x = rng.integers(0, fmt.max_int + 1, spec.sample_shape)
+        x[rng.random(spec.sample_shape) < zero] = 0
         out.append((x, int(rng.integers(0, spec.classes))))
     return out
 
@@ -250,5 +259,5 @@ def corner_specs() -> dict[str, S.NetworkSpec]:
 def corner_samples(spec: S.NetworkSpec) -> list[tuple[np.ndarray, int]]:
     """The reproducers' samples: every pixel at its largest value with label 1 (what the
     bugs were found with), then half of it with label 0."""
-    top = np.full(spec.inputs, spec.encoding.format.max_int, dtype=np.int64)
+    top = np.full(spec.sample_shape, spec.encoding.format.max_int, dtype=np.int64)
     return [(top, 1), (top // 2, 0)]

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from localsnn.chip import DECISION, INDEX_BITS, LAYER_REGIONS, STEP, io_widths, region_elements, to_signed
+from localsnn.chip import DECISION, INDEX_BITS, LAYER_REGIONS, STEP, input_words, io_widths, region_elements, to_signed
 from localsnn.golden import Golden, Params
 from localsnn.spec import NetworkSpec
 
@@ -127,7 +127,7 @@ async def check_samples(
     log=None,
     golden: Golden | None = None,
 ) -> Report:
-    """Run ``samples`` (quantized pixels, label or None) through the chip and the golden model
+    """Run ``samples`` (quantized pixels or per-step event values, label or None) through the chip and the golden model
     from the same ``params``; compare after every step (``every_step``) and after every sample.
     ``golden``: a golden model to go on with (its weights and LFSR states as the chip's now)
     instead of a new one from ``params``.
@@ -144,8 +144,10 @@ async def check_samples(
     phase_base = register(memory_map, "PHASE_BASE")
     for n, (x, label) in enumerate(samples):
         rec = golden.run_sample(np.asarray(x), label, learn=learn)
-        await chip.send([spec.classes if label is None else int(label)] + [int(v) for v in x])
+        chunks = input_words(spec, x, label)
         for t in range(spec.timesteps):
+            if t < len(chunks):  # events: step t's words, sent once the chip has put out step t-1
+                await chip.send(chunks[t])
             word = await _peek(chip, f"sample {n}, step {t}")
             kind, payload = word >> _data_bits(spec), word & ((1 << _data_bits(spec)) - 1)
             where = f"sample {n}, step {t}"

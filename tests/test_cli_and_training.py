@@ -46,6 +46,36 @@ def test_dataset_and_spec_mismatch_is_an_error(capsys):
     assert "dataset 'digits' has 64 inputs per sample but the spec 'mnist-ell' expects 784" in capsys.readouterr().err
 
 
+def _synthetic_events(name: str, folder, per_class: int) -> None:
+    """Recordings in the dataset's own file format (``tools/synthetic_events.py``)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "synthetic_events.py"
+    subprocess.run([sys.executable, str(tool), name, str(folder), "--per-class", str(per_class)], check=True, capture_output=True)
+
+
+def test_event_datasets_learn_in_golden_and_float_from_their_files(tmp_path, capsys):
+    """N-MNIST (.bin) and SHD (HDF5) files, binned by the shipped specs ``nmnist`` and ``shd``
+    into their steps: golden learns online from them (N-MNIST), the float model trains, exports
+    and golden goes on from its weights (SHD); the accuracies are real numbers of these runs."""
+    pytest.importorskip("torch")
+    data_dir = tmp_path / "data"
+    _synthetic_events("nmnist", data_dir, 3)
+    _synthetic_events("shd", data_dir, 2)
+    assert main(["golden", "train", "--config", "nmnist", "--dataset", "nmnist", "--data-dir", str(data_dir), "--epochs", "1", "--out", str(tmp_path / "g"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "nmnist: 30 train / 10 test recordings, 2312 channels, binned into 10 steps of 30 ms (spikes), 10 classes" in out and "epoch   1" in out
+    assert main(["train", "--config", "shd", "--rule", "ell", "--dataset", "shd", "--data-dir", str(data_dir), "--epochs", "1", "-o", str(tmp_path / "f"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "events code, T = 25, on shd: 40 train / 20 test recordings, 700 channels" in out and "epoch   1" in out
+    assert main(["export", str(tmp_path / "f"), "-o", str(tmp_path / "x"), "--data-dir", str(data_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "golden fixed point (exported)" in out and f"--data-dir {data_dir}" in out
+    assert main(["golden", "eval", "--config", str(tmp_path / "x" / "spec.toml"), "--dataset", "shd", "--data-dir", str(data_dir), "--weights", str(tmp_path / "x" / "weights.npz")]) == 0
+
+
 def test_train_writes_results_and_eval_reads_them(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["golden", "train", "--config", "digits", "--dataset", "digits", "--epochs", "3", "--limit", "300", "--out", str(out), "--quiet"]) == 0

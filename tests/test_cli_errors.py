@@ -36,6 +36,10 @@ CASES = {
     "train-epochs-negative": (["train", "--rule", "ell", "--dataset", "digits", "--epochs", "-1"], ["--epochs", "allowed: 1 or more"]),
     "cosim-samples-0": (["cosim", "--config", "digits", "--dataset", "digits", "--samples", "0"], ["--samples", "allowed: 1 or more"]),
     "cosim-samples-negative": (["cosim", "--config", "digits", "--dataset", "digits", "--samples", "-1"], ["--samples", "allowed: 1 or more"]),
+    # a dataset of images for an events spec, and the reverse (said before any file is read)
+    "images-for-events": (["golden", "train", "--config", "nmnist", "--dataset", "digits"], ["spec 'nmnist-ell' takes events", "'digits' is a dataset of images", "nmnist, dvsgesture, shd"]),
+    "events-for-pixels": (["golden", "train", "--config", "digits", "--dataset", "shd"], ["'shd' is an event dataset", "kind = 'direct'", "kind = 'events'"]),
+    "events-for-arch": (["train", "--config", "shd", "--rule", "ell", "--dataset", "shd", "--arch", "12c5-10"], ["--arch 12c5-10 takes images"]),
     "demo-cosim-samples-0": (["demo", "--cosim-samples", "0"], ["--cosim-samples", "allowed: 1 or more"]),
     "nir-import-missing": (["nir", "import", "net.nir", "-o", "out"], ["net.nir", "no such NIR file"]),
     "nir-import-dt-0": (["nir", "import", "net.nir", "-o", "out", "--dt", "0"], ["--dt", "allowed: a number above 0"]),

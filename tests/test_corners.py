@@ -217,6 +217,9 @@ def test_random_specs_reach_the_corners():
         "many classes, few neurons": any(s.classes >= 30 and min(l.size for l in s.layers) <= 2 for s, _ in specs),
         "32-bit formats": any(s.layers[0].weight.width == 32 for s, _ in specs),
         "one time step": any(s.timesteps == 1 for s, _ in specs),
+        "events as spikes": any(s.encoding.kind == "events" and s.encoding.format.width == 1 for s, _ in specs),
+        "events as counts of 8 bits": any(s.encoding.kind == "events" and s.encoding.format.width == 8 for s, _ in specs),
+        "events into DECOLLE": any(s.encoding.kind == "events" and s.layers[0].neuron.model == "decolle" for s, _ in specs),
     }
     widths = {s.lfsr.width for s, _ in specs if s.learning.rule == "decolle"}
     seen["every LFSR width with random readouts"] = widths == set(S.LFSR_WIDTHS)

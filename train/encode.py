@@ -13,6 +13,9 @@ model and golden see the same intensities ``I = x / 2**frac``. Then, for ``T`` s
 * ``latency`` one spike at ``t_s = floor(T - T*I + 1/2)`` (Ma et al. eq. 17, ties rounded up,
   steps 0..T-1), computed in integers with golden's own :func:`latency_times`; ``t_s >= T``
   (only a black pixel) is no spike.
+* ``events``  the samples are already the event values of every step (``[B, T, n]``, integers
+  of the format, :func:`localsnn.data.load_inputs`): ``x_t / 2**frac`` with ``frac = 0``, the
+  count itself (a spike for a 1-bit format), moved to ``[T, B, n]``: the values golden takes.
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ def quantize(pixels: np.ndarray, max_value: int, spec: EncodingSpec) -> torch.Te
 
 
 class Encoder:
-    """Turns quantized pixels ``[B, *shape]`` (integers of ``spec.format``) into the input of
-    the first layer, ``[T, B, *shape]`` float32.
+    """Turns quantized pixels ``[B, *shape]`` (integers of ``spec.format``), or event values
+    ``[B, T, n]``, into the input of the first layer, ``[T, B, *shape]`` float32.
 
     ``generator`` drives the rate code (it must live on the device of the pixels).
     """
@@ -47,6 +50,10 @@ class Encoder:
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         T = self.timesteps
         one = 1 << self.frac
+        if self.kind == "events":
+            if x.dim() != 3 or x.shape[1] != T:
+                raise LocalsnnError(f"events: samples of shape [B, {T}, inputs] expected, got {list(x.shape)}")
+            return (x.to(torch.float32) / one).transpose(0, 1).contiguous()
         if self.kind == "direct":
             return (x.to(torch.float32) / one).unsqueeze(0).expand(T, *x.shape).contiguous()
         if self.kind == "rate":

@@ -81,7 +81,7 @@ def export(checkpoint: str | Path, out: str | Path, *, spec: NetworkSpec | None 
         result.float_acc = accuracy(counts, ds.y_test)
         golden = Golden(spec, params.copy())
         t0 = time.perf_counter()
-        xte = golden.quantize(ds.x_test, ds.max_value)
+        xte = ds.x_test if ds.max_value is None else golden.quantize(ds.x_test, ds.max_value)
         result.golden_acc = accuracy(golden.infer(xte), ds.y_test)
         result.seconds["golden"] = time.perf_counter() - t0
         result.samples = len(ds.y_test)

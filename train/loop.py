@@ -212,9 +212,17 @@ def check_device(device: str) -> torch.device:
 
 
 def load_dataset(name: str, data_dir, spec: NetworkSpec | None, arch: str | None = None):
-    """Load a dataset (``localsnn.data.load``) and check it against a spec's input and classes."""
+    """Load a dataset (``localsnn.data.load``) and check it against a spec's input and classes.
+    An event dataset, or a spec with an ``events`` encoding, loads as the spec's input integers
+    (:func:`localsnn.data.load_inputs`: binned into its steps; fully connected nets only)."""
     from localsnn import data
 
+    if name in data.EVENT_DATASETS or (spec is not None and spec.encoding.per_step):
+        if arch:
+            raise LocalsnnError(f"--arch {arch} takes images; {name!r} with the spec's {spec.encoding.kind!r} encoding is a sequence of event bins per step: train a fully connected net from the spec (leave out --arch)")
+        if spec is None:
+            raise LocalsnnError(f"the event dataset {name!r} is binned by a spec's encoding; give one")
+        return data.load_inputs(spec, name, data_dir)
     ds = data.load(name, data_dir)
     if spec is not None and not arch:
         if ds.n_inputs != spec.inputs:
@@ -242,13 +250,20 @@ def input_shape(ds, arch: str | None) -> tuple[int, ...]:
 
 
 def prepare(ds, spec: NetworkSpec, cfg: TrainConfig, device) -> Data:
+    """``ds`` a :class:`localsnn.data.Dataset` (raw pixels, quantized here) or the spec's input
+    integers already (:class:`localsnn.data.Inputs`: an event dataset's bins) as tensors."""
+    from localsnn.data import Inputs
+
     shape = input_shape(ds, cfg.arch)
     xtr, ytr = ds.x_train, ds.y_train
     if cfg.limit:
         xtr, ytr = xtr[: cfg.limit], ytr[: cfg.limit]
 
     def tensors(x, y):
-        q = quantize(x, ds.max_value, spec.encoding).reshape(len(x), *shape)
+        if isinstance(ds, Inputs):
+            q = torch.from_numpy(np.asarray(x, dtype=np.int32))
+        else:
+            q = quantize(x, ds.max_value, spec.encoding).reshape(len(x), *shape)
         return q.to(device), torch.as_tensor(np.asarray(y, dtype=np.int64)).to(device)
 
     x_train, y_train = tensors(xtr, ytr)

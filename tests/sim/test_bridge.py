@@ -45,6 +45,26 @@ def test_digits_learning_through_the_bridge_equals_golden(digits_samples):
     assert out["framing_errors"] == 0
 
 
+def test_event_samples_through_the_bridge_equal_golden():
+    """An ``events`` spec (N-MNIST's sensor pooled 8 x 8: 50 channels, counts up to 3 in 4
+    steps): the host sends each step's count and events when the chip has put out the step
+    before (``chip.input_words``), over the serial line; learning equals golden, every step of
+    the first sample and the STEP words, decisions and weights of the others."""
+    import dataclasses
+
+    from localsnn.sim.configs import random_pixels
+
+    base = S.load("nmnist")
+    enc = dataclasses.replace(base.encoding, format=S.FixedFormat(2, 0, signed=False), downsample=8)
+    layer = dataclasses.replace(base.layers[0], size=12, accumulator=26)
+    spec = dataclasses.replace(base, name="nmnist-pooled", inputs=50, timesteps=4, encoding=enc, layers=(layer,))
+    samples = random_pixels(spec, 4, 1)
+    out = bridge_cosim(spec, samples, lanes=1, tests=["learning_run"])["learning_run"]
+    assert out["every_step"]["samples"] == 1 and out["every_step"]["compared"] > 800  # 50 x 12 weights, 12 x 10, every step
+    assert out["run"]["samples"] == 3 and out["run"]["mismatches"] == []
+    assert out["weights_changed"] > 10 and out["framing_errors"] == 0
+
+
 def test_weights_in_spram_through_the_bridge_equal_golden(digits_samples):
     """The iCEBreaker build with the weights in SPRAM: the host writes them through the bridge
     (the chip starts without), then learning equals golden."""

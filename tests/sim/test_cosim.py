@@ -18,7 +18,7 @@ import pytest
 from localsnn.chip import PHASES, engine
 from localsnn.data import load
 from localsnn.golden import Golden
-from localsnn.sim.configs import ENCODINGS, RULES, corner_samples, corner_specs, matrix_spec, random_pixels, random_spec
+from localsnn.sim.configs import MATRIX_ENCODINGS, RULES, corner_samples, corner_specs, matrix_spec, random_pixels, random_spec
 from localsnn.sim.cosim import cosimulate
 from localsnn.sim.harness import Mismatch
 
@@ -47,7 +47,7 @@ def digit_samples(spec, ds, n, offset=0):
 #: neighbouring neurons, padding lanes for the 10 classes; the 4-lane runs with random idle and
 #: backpressure on the streams). The random specs add 1 to 32 lanes, dividing their layers or not.
 MATRIX_LANES = {"digits": (1, 4, 8), "two": (1, 4, 8)}
-MATRIX = [(r, e, n, l) for n, lanes in MATRIX_LANES.items() for r in RULES for e in ENCODINGS for l in lanes]
+MATRIX = [(r, e, n, l) for n, lanes in MATRIX_LANES.items() for r in RULES for e in MATRIX_ENCODINGS for l in lanes]
 
 
 @pytest.mark.parametrize("rule, encoding, net, lanes", MATRIX, ids=[f"{n}-{r}-{e}-L{l}" for r, e, n, l in MATRIX])

@@ -74,6 +74,24 @@ def test_latency_code_is_ma_eq_17_as_golden_computes_it():
     assert ours.sum(axis=0).max() == 1  # at most one spike per input
 
 
+def test_events_are_the_bins_values_as_golden_takes_them():
+    """``events``: the float input of step t is the bin's value (a count, or a spike at 1 bit),
+    golden's own input moved to [T, B, n]; a sample of the wrong steps is refused."""
+    from localsnn.errors import LocalsnnError
+    from localsnn.golden.encode import event_values
+
+    T = 4
+    counts = np.random.default_rng(3).poisson(1.5, (2, T, 5))
+    for width in (1, 2, 8):
+        spec = EncodingSpec(kind="events", format=FixedFormat(width, 0, signed=False), window_us=1000)
+        xs = event_values(counts, spec.format)
+        assert xs.max() == min(counts.max(), (1 << width) - 1)
+        ours = Encoder(spec, T)(torch.from_numpy(xs.astype(np.int32))).numpy()
+        assert np.array_equal(ours.transpose(1, 0, 2), GoldenEncoder(spec, T, None).sample_inputs(xs))
+    with pytest.raises(LocalsnnError, match=r"events: samples of shape \[B, 4, inputs\] expected, got \[2, 3, 5\]"):
+        Encoder(spec, T)(torch.zeros(2, 3, 5, dtype=torch.int32))
+
+
 def test_rate_code_fires_with_probability_I_like_goldens_lfsr_code():
     T = 4000
     x = torch.tensor([[0, 1, 32, 128, 200, 255]], dtype=torch.int32)
