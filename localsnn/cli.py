@@ -45,7 +45,11 @@ def describe_spec(s: specmod.NetworkSpec) -> str:
     sizes = " -> ".join(str(layer.size) for layer in s.layers)
     lines.append(f"{s.name}: {s.inputs} inputs -> {sizes} -> {s.classes} classes, T = {s.timesteps} steps")
     enc = s.encoding
-    lines.append(f"  encoding: {enc.kind}, pixels as {enc.format.describe()} ({enc.format.rounding})")
+    if enc.per_step:
+        what = "spikes (a bin with events)" if enc.format.width == 1 else f"event counts per bin, saturated at {enc.format.max_int}"
+        lines.append(f"  encoding: events, the first {enc.window_us} us in {s.timesteps} bins of {enc.window_us / s.timesteps:g} us, {what} ({enc.format.describe()}), polarity {enc.polarity}, downsample {enc.downsample}")
+    else:
+        lines.append(f"  encoding: {enc.kind}, pixels as {enc.format.describe()} ({enc.format.rounding})")
     lrn = s.learning
     lines.append(f"  learning: rule {lrn.rule}, eta = 2**-{lrn.lr_shift} (allowed lr_shift {'..'.join(map(str, s.lr_shift_range()))}), accumulate {lrn.accumulate} step(s)")
     if s.rule.learns:

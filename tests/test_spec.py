@@ -49,6 +49,14 @@ def test_required_shipped_specs_exist():
     assert mnist.layers[0].neuron.tau == 1.0 and mnist.layers[0].neuron.threshold == 1.0
     digits = S.load("digits")
     assert (digits.inputs, digits.layers[0].size, digits.classes) == (64, 64, 10)
+    # the event specs: the channels their dataset gives at their polarity and downsampling
+    from localsnn import events as E
+
+    for name, dataset, classes in (("nmnist", "nmnist", 10), ("nmnist-pooled", "nmnist", 10), ("shd", "shd", 20)):
+        ev = S.load(name)
+        enc = ev.encoding
+        assert enc.kind == "events" and ev.sample_shape == (ev.timesteps, ev.inputs)
+        assert (ev.inputs, ev.classes) == (E.channels(dataset, enc.polarity, enc.downsample), classes)
 
 
 @settings(max_examples=40, deadline=None)
