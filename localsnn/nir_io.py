@@ -19,9 +19,14 @@ node before it times ``1 / (1 - d)``: with ``r = 1`` Norse (which ignores ``r``)
 (which scales its threshold by ``r dt / tau``) both read the dynamics right. NIR has no field for
 a subtractive reset, and snnTorch writes ``v_reset = 0`` for every reset mechanism; ours say
 ``metadata = {"reset": "subtract", "dt": dt, "decay": d}`` on each LIF, and the graph's metadata
-carries the spec (TOML), so that our import restores every format.
+carries the spec (TOML), so that our import restores every format. A layer without leak
+(``d = 1``) is written as NIR's IF, ``r = 1``, and its weights as they are.
 
-**Import** reads a chain ``Input [-> Flatten] -> (Linear|Affine -> LIF)+ -> Output``, with
+**IF.** NIR's IF is ``C dv/dt = r I`` without leak; Norse reads it as ``v[t] = v[t-1] + r I[t]``
+(its IAFCell adds the input without ``dt``), and so do we: ``d = 1``, ``w_ours = r w_nir``. The
+spec holds ``d = 1`` in a decay format with one integer bit and ``tau`` = :data:`IF_TAU`.
+
+**Import** reads a chain ``Input [-> Flatten] -> (Linear|Affine -> LIF|IF)+ -> Output``, with
 classifier branches ``LIF -> Linear -> LIF -> Output`` (ours) where present: the LIF that feeds an
 Output is a classifier, of the hidden layer before it; a hidden layer without one (the middle
 layers of an snnTorch chain) gets the base spec's random classifier, which learns on chip. It
@@ -69,6 +74,9 @@ TOLERANCE = 1e-6
 GUARD_BITS = 4
 #: the widest decay fraction an import chooses to hold ``d`` exactly
 MAX_DECAY_FRAC = 16
+#: the spec's ``tau`` of an IF neuron (``d = 1``): ``exp(-1/tau)`` rounds to exactly 1 in any
+#: decay format of up to MAX_DECAY_FRAC fraction bits rounded to nearest (the spec's ``tau`` is finite)
+IF_TAU = 1e7
 INSTALL_HINT = 'pip install "localsnn[nir]"'
 
 
@@ -92,9 +100,12 @@ def _real(ints: np.ndarray, fmt: S.FixedFormat) -> np.ndarray:
 
 
 def _lif(nir, neuron: S.NeuronSpec, size: int, dt: float):
-    """NIR LIF of ``size`` neurons with the spec's ``d`` and ``theta``: ``tau = dt / (1 - d)``, ``r = 1``."""
+    """NIR LIF of ``size`` neurons with the spec's ``d`` and ``theta``: ``tau = dt / (1 - d)``,
+    ``r = 1``; for ``d = 1`` (no leak) an IF node, ``r = 1``."""
     d = neuron.alpha.value
     ones = np.ones(size)
+    if d >= 1.0:
+        return nir.IF(r=ones, v_threshold=ones * neuron.threshold, v_reset=0 * ones, metadata={"reset": RESET, "dt": dt, "decay": d})
     return nir.LIF(tau=ones * (dt / (1.0 - d)), r=ones, v_leak=0 * ones, v_threshold=ones * neuron.threshold, v_reset=0 * ones,
                    metadata={"reset": RESET, "dt": dt, "decay": d})
 
@@ -115,15 +126,22 @@ def to_graph(spec: S.NetworkSpec, params: Params | None = None, dt: float = DT):
         w = _real(lp.w, ls.weight)  # (fan_in, size)
         cw = _real(lp.clf_w, ls.classifier.weight)  # (size, classes)
         name = f"layer{i}"
-        nodes[f"{name}.w"] = nir.Linear(weight=w.T / (1.0 - ls.neuron.alpha.value))
+        nodes[f"{name}.w"] = nir.Linear(weight=w.T * _weight_scale(ls.neuron))
         nodes[name] = _lif(nir, ls.neuron, ls.size, dt)
-        nodes[f"{name}.clf_w"] = nir.Linear(weight=cw.T / (1.0 - cn.alpha.value))
+        nodes[f"{name}.clf_w"] = nir.Linear(weight=cw.T * _weight_scale(cn))
         nodes[f"{name}.clf"] = _lif(nir, cn, spec.classes, dt)
         out = "output" if i == last else f"{name}.out"
         nodes[out] = nir.Output(output_type=np.array([spec.classes]))
         edges += [(prev, f"{name}.w"), (f"{name}.w", name), (name, f"{name}.clf_w"), (f"{name}.clf_w", f"{name}.clf"), (f"{name}.clf", out)]
         prev = name
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"producer": "localsnn", "spec": S.dumps(spec), "dt": dt})
+
+
+def _weight_scale(neuron: S.NeuronSpec) -> float:
+    """NIR's weights over ours before a neuron of ``neuron``: ``1 / (1 - d)`` for a LIF (its
+    input gain is ``r dt / tau = 1 - d``), 1 for an IF (``d = 1``: ``v[t] = v[t-1] + r I``)."""
+    d = neuron.alpha.value
+    return 1.0 if d >= 1.0 else 1.0 / (1.0 - d)
 
 
 def _check_lif(spec: S.NetworkSpec) -> None:
@@ -185,21 +203,25 @@ def _uniform(node: str, what: str, values, *, positive: bool = False) -> float:
 class _LIF:
     node: str
     size: int
-    decay: float  # d = 1 - dt/tau
+    decay: float  # d = 1 - dt/tau (an IF: 1)
     threshold: float
     gain: np.ndarray  # per neuron: our input current = gain * NIR's (r dt / tau)
 
 
-def _read_lif(nir, name: str, node, dt_default: float, notes: list[str]) -> _LIF:
-    """One LIF node's constants, or NIRError; appends the node's name to ``notes`` when its
-    metadata says nothing of the reset."""
-    if isinstance(node, nir.IF):
-        raise NIRError(f"node {name!r}: IF (no leak, d = 1) has no spec: the decay formats hold d below 1; use a LIF")
+def _read_lif(nir, name: str, node, dt_default: float, notes: list[str], rows: int | None = None) -> _LIF:
+    """One LIF or IF node's constants, or NIRError; appends the node's name to ``notes`` when its
+    metadata says nothing of the reset. An IF node is ``v[t] = v[t-1] + r I[t]`` (``d = 1``), as
+    Norse writes and reads it (its ``IAFCell`` adds the input as it is, without ``dt``).
+    ``rows``: the neurons of the weights before it, the layer's size where the node's
+    parameters are scalars (Norse writes them so)."""
     if type(node).__name__ == "CubaLIF":
         raise NIRError(f"node {name!r}: CubaLIF (a synaptic current before the membrane) is not the chip's LIF (Ma eq. 2-3), nor DECOLLE's traces")
     meta = dict(getattr(node, "metadata", None) or {})
-    size = int(np.atleast_1d(node.tau).size)
-    if not np.allclose(np.asarray(node.v_leak, dtype=np.float64), 0.0, atol=0.0):
+    is_if = isinstance(node, nir.IF)
+    size = int(np.atleast_1d(node.v_threshold if is_if else node.tau).size)
+    if size == 1 and rows is not None:
+        size = rows
+    if not is_if and not np.allclose(np.asarray(node.v_leak, dtype=np.float64), 0.0, atol=0.0):
         raise NIRError(f"node {name!r}: v_leak = {np.unique(node.v_leak)[:4]} (not 0): the chip's potentials decay towards 0")
     if not np.allclose(np.asarray(node.v_reset, dtype=np.float64), 0.0, atol=0.0):
         raise NIRError(f"node {name!r}: v_reset = {np.unique(node.v_reset)[:4]}: a hard reset to a value; the chip resets by subtracting the threshold")
@@ -207,13 +229,15 @@ def _read_lif(nir, name: str, node, dt_default: float, notes: list[str]) -> _LIF
     if reset is not None and str(reset) != RESET:
         raise NIRError(f"node {name!r}: metadata reset = {reset!r}: a hard reset; the chip resets by subtracting the threshold ({RESET!r})")
     if reset is None:
-        notes.append(name)  # gathered into one note by from_graph
+        notes.append((name, is_if))  # gathered into one note per kind by from_graph
     dt = float(meta.get("dt", dt_default))
+    theta = _uniform(name, "v_threshold", node.v_threshold, positive=True)
+    r = np.atleast_1d(np.asarray(node.r, dtype=np.float64)) * np.ones(size)
+    if is_if:
+        return _LIF(name, size, 1.0, theta, r)
     tau = _uniform(name, "tau", node.tau, positive=True)
     if tau < dt:
         raise NIRError(f"node {name!r}: tau = {tau:g} is shorter than the step dt = {dt:g} (d = 1 - dt/tau would be negative); pass the exporter's dt")
-    theta = _uniform(name, "v_threshold", node.v_threshold, positive=True)
-    r = np.atleast_1d(np.asarray(node.r, dtype=np.float64)) * np.ones(size)
     gain = r * dt / tau
     gain = np.where(np.abs(gain - 1.0) < TOLERANCE, 1.0, gain)  # an exporter's float32 r = tau/dt: exactly 1
     d = float(meta["decay"]) if "decay" in meta else 1.0 - dt / tau
@@ -231,16 +255,16 @@ def _chain(nir, graph) -> tuple[int, list[tuple[str, str, str | None, str | None
             raise NIRError(f"edge {a!r} -> {b!r} names a node the graph does not hold")
         succ[a].append(b)
         pred[b].append(a)
-    known = (nir.Input, nir.Output, nir.Linear, nir.Affine, nir.LIF, nir.Flatten)
+    known = (nir.Input, nir.Output, nir.Linear, nir.Affine, nir.LIF, nir.IF, nir.Flatten)
     for k, n in nodes.items():
-        if isinstance(n, nir.IF) or type(n).__name__ == "CubaLIF":
+        if type(n).__name__ == "CubaLIF":
             _read_lif(nir, k, n, DT, [])  # its own message
         if not isinstance(n, known):
             why = {"Conv2d": "the chip has fully connected layers only (train's --arch has convolutions in floats, golden and the RTL do not)",
                    "Conv1d": "the chip has fully connected layers only",
                    "SumPool2d": "the chip has no pooling", "AvgPool2d": "the chip has no pooling",
                    "NIRGraph": "a subgraph (snnTorch's recurrent layers): the chip's layers are feedforward"}.get(type(n).__name__, "the chip has no such layer")
-            raise NIRError(f"node {k!r}: {type(n).__name__} is not supported: {why}; supported: Input, Flatten (of the input), Linear/Affine, LIF, Output")
+            raise NIRError(f"node {k!r}: {type(n).__name__} is not supported: {why}; supported: Input, Flatten (of the input), Linear/Affine, LIF, IF, Output")
         if len(pred[k]) > 1:
             raise NIRError(f"node {k!r} has {len(pred[k])} inputs ({', '.join(pred[k])}): recurrent or merging edges; the chip's layers are a feedforward chain")
     inputs = [k for k, n in nodes.items() if isinstance(n, nir.Input)]
@@ -262,8 +286,8 @@ def _chain(nir, graph) -> tuple[int, list[tuple[str, str, str | None, str | None
         if not isinstance(nodes[w], (nir.Linear, nir.Affine)):
             raise NIRError(f"node {w!r}: {type(nodes[w]).__name__} where a Linear or Affine node (the synapses of a layer) must come")
         lif = one(w)
-        if not isinstance(nodes[lif], nir.LIF):
-            raise NIRError(f"node {lif!r}: {type(nodes[lif]).__name__} after the weights {w!r}; expected a LIF")
+        if not isinstance(nodes[lif], (nir.LIF, nir.IF)):
+            raise NIRError(f"node {lif!r}: {type(nodes[lif]).__name__} after the weights {w!r}; expected a LIF or an IF")
         return lif
 
     def feeds_output(lif: str) -> bool:
@@ -298,6 +322,12 @@ def _chain(nir, graph) -> tuple[int, list[tuple[str, str, str | None, str | None
         w, lif = deeper[0]
 
 
+def _rows(node) -> int | None:
+    """The output neurons of a Linear/Affine node (its weight's rows)."""
+    w = np.asarray(getattr(node, "weight", None))
+    return int(w.shape[0]) if w.ndim == 2 else None
+
+
 def _weights(nir, name: str, node, fan_in: int, size: int) -> np.ndarray:
     w = np.asarray(node.weight, dtype=np.float64)
     if w.shape != (size, fan_in):
@@ -320,7 +350,11 @@ def _choose_weight_format(base: S.FixedFormat, w: np.ndarray) -> S.FixedFormat:
 
 
 def _choose_decay(base: S.FixedFormat, d: float, where: str, notes: list[str]) -> tuple[S.FixedFormat, float]:
-    """(decay format, the spec's ``tau``) for the decay ``d``."""
+    """(decay format, the spec's ``tau``) for the decay ``d``; ``d = 1`` (an IF) gets an integer
+    bit and rounding to nearest (``exp(-1/IF_TAU)`` rounds to 1 there)."""
+    if d >= 1.0:
+        fmt = dataclasses.replace(base, width=max(base.width, base.frac + 1), rounding="nearest")
+        return fmt, IF_TAU
     for frac in range(base.frac, MAX_DECAY_FRAC + 1):
         k = d * 2**frac
         if abs(k - round(k)) < TOLERANCE * 2**frac:
@@ -342,7 +376,7 @@ def from_graph(graph, *, formats: S.NetworkSpec | None = None, timesteps: int | 
     meta = dict(getattr(graph, "metadata", None) or {})
     dt = float(dt if dt is not None else meta.get("dt", DT))
     notes: list[str] = []
-    unmarked: list[str] = []  # LIF nodes whose metadata says nothing of the reset
+    unmarked: list[tuple[str, bool]] = []  # (LIF or IF node, is IF) whose metadata says nothing of the reset
     inputs, chain = _chain(nir, graph)
     own = formats is None and "spec" in meta
     if own:  # our own export: its spec holds every format
@@ -356,12 +390,12 @@ def from_graph(graph, *, formats: S.NetworkSpec | None = None, timesteps: int | 
         layers, weights = [], []
         fan_in = inputs
         for i, (wn, ln, cwn, cln) in enumerate(chain):
-            lif = _read_lif(nir, ln, graph.nodes[ln], dt, unmarked)
+            lif = _read_lif(nir, ln, graph.nodes[ln], dt, unmarked, _rows(graph.nodes[wn]))
             w = _weights(nir, wn, graph.nodes[wn], fan_in, lif.size) * lif.gain[:, None]
             tmpl = base.layers[min(i, len(base.layers) - 1)]
             neuron, clf = tmpl.neuron, tmpl.classifier
             if cln is not None:
-                c = _read_lif(nir, cln, graph.nodes[cln], dt, unmarked)
+                c = _read_lif(nir, cln, graph.nodes[cln], dt, unmarked, _rows(graph.nodes[cwn]))
                 if classes is not None and c.size != classes:
                     raise NIRError(f"node {cln!r}: a classifier of {c.size} classes, another of {classes}")
                 classes = c.size
@@ -385,8 +419,13 @@ def from_graph(graph, *, formats: S.NetworkSpec | None = None, timesteps: int | 
         S.loads(S.dumps(spec))  # every check a spec file gets
     except SpecError as err:
         raise NIRError(f"the spec made from the graph does not hold: {err}; give the formats with --formats SPEC") from None
-    if unmarked:
-        notes.insert(0, f"LIF nodes {', '.join(map(repr, unmarked))}: no reset in their metadata (snnTorch writes v_reset = 0 for every reset mechanism): "
+    lif_names = [n for n, is_if in unmarked if not is_if]
+    if_names = [n for n, is_if in unmarked if is_if]
+    if if_names:
+        notes.insert(0, f"IF nodes {', '.join(map(repr, if_names))}: no reset in their metadata (Norse's IAFCell resets to v_reset, a hard reset): "
+                        "read as a reset by subtraction, the chip's; the spikes differ from such a source's wherever a potential passes the threshold")
+    if lif_names:
+        notes.insert(0, f"LIF nodes {', '.join(map(repr, lif_names))}: no reset in their metadata (snnTorch writes v_reset = 0 for every reset mechanism): "
                         "read as a reset by subtraction, as snnTorch's Leaky(reset_mechanism='subtract') has")
     init = init_params(spec)
     for i, w in enumerate(weights):
@@ -404,7 +443,8 @@ def _neuron(tmpl: S.NeuronSpec, lif: _LIF, keep: bool, notes: list[str]) -> S.Ne
         same = abs(tmpl.alpha.value - lif.decay) < TOLERANCE
         return dataclasses.replace(tmpl, tau=tmpl.tau if same else _tau_for(lif.decay), threshold=lif.threshold)
     fmt, tau = _choose_decay(tmpl.decay, lif.decay, lif.node, notes)
-    return dataclasses.replace(tmpl, tau=tau, threshold=lif.threshold, decay=fmt)
+    leak = "multiply" if lif.decay >= 1.0 else tmpl.leak  # no shift form 1 - 2**-k is 1
+    return dataclasses.replace(tmpl, tau=tau, threshold=lif.threshold, decay=fmt, leak=leak)
 
 
 def _finer_potential(neuron: S.NeuronSpec, accumulator: int, weight: S.FixedFormat) -> tuple[S.NeuronSpec, int]:
@@ -437,6 +477,8 @@ def _with_learning_rate(base: S.NetworkSpec, notes: list[str], **fields) -> S.Ne
 
 def _tau_for(d: float) -> float:
     """The spec's ``tau`` for the decay ``d`` (``d = exp(-1/tau)``, rounded into the decay format)."""
+    if d >= 1.0:
+        return IF_TAU
     return -1.0 / math.log(d) if d > 0 else 1e-3
 
 

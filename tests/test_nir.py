@@ -185,6 +185,55 @@ def test_our_export_imports_back_exactly(tmp_path):
         assert np.array_equal(a.w, b.w) and np.array_equal(a.clf_w, b.clf_w)
 
 
+def test_if_neurons_are_lifs_without_leak_both_ways(tmp_path):
+    """NIR's IF as Norse writes and reads it (``v[t] = v[t-1] + r I[t]``: its IAFCell adds the
+    input without ``dt``): a Norse net of Linear -> IAFCell layers -> Norse's ``to_nir`` (Affine
+    nodes with zero bias, IF nodes with scalar parameters) -> ``from_graph``: LIF layers with
+    ``d = 1`` exactly (a decay format with an integer bit), whose float model gives the spikes of
+    that equation with a reset by subtraction, simulated here directly. Our export of ``d = 1``
+    writes IF nodes with the weights as they are, which read back exactly, and into Norse as
+    IAFCells of our thresholds behind our weights."""
+    import norse.torch as norse
+
+    torch.manual_seed(0)
+    src = norse.SequentialState(torch.nn.Linear(16, 12, bias=False), norse.IAFCell(), torch.nn.Linear(12, 4, bias=False), norse.IAFCell())
+    with torch.no_grad():
+        src[0].weight.mul_(0.5).add_(0.05)
+    imp = nir_io.from_graph(norse.to_nir(src, torch.zeros(1, 16)))
+    assert "IF nodes '1', '3': no reset in their metadata" in imp.notes[0]
+    for n in (imp.spec.layers[0].neuron, imp.spec.layers[0].classifier.neuron):
+        assert n.alpha.value == 1.0 and n.decay.frac < n.decay.width and n.threshold == 1.0
+    x, _ = _grid_inputs(32, 16, 0.5, seed=4, steps=imp.spec.timesteps)
+    rec = _our_float(imp.spec, imp.weights).record(x)
+    w, cw = (torch.as_tensor(imp.weights[0][k]) for k in ("w", "clf_w"))
+    for W, got in ((w, rec[0]["o"]), (cw, rec[0]["oa"])):
+        u = torch.zeros(x.shape[1], W.shape[1], dtype=torch.float64)
+        o = torch.zeros_like(u)
+        want = []
+        for t in range(x.shape[0]):
+            u = u - o + x[t] @ W  # d = 1, theta = 1: u[t] = u[t-1] - theta o[t-1] + I[t]
+            o = (u >= 1.0).double()
+            want.append(o)
+        assert torch.equal(got, torch.stack(want))
+        x = got
+    assert int(rec[0]["o"].sum()) > 100 and int(rec[0]["oa"].sum()) > 10
+    nir_io.write_nir(imp.spec, tmp_path / "if.nir", imp.params)
+    graph = nir.read(str(tmp_path / "if.nir"))
+    assert type(graph.nodes["layer0"]).__name__ == type(graph.nodes["layer0.clf"]).__name__ == "IF"
+    back = nir_io.read_nir(tmp_path / "if.nir")
+    assert back.spec == imp.spec and back.notes == []
+    assert all(np.array_equal(a, b) for a, b in zip((back.params.layers[0].w, back.params.layers[0].clf_w), (imp.params.layers[0].w, imp.params.layers[0].clf_w)))
+    nr = norse.from_nir(graph)
+    cells = [m for m in nr.modules() if isinstance(m, norse.IAFCell)]
+    linears = [m for m in nr.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(cells) == len(linears) == 2 and all(float(c.p.v_th.max()) == 1.0 for c in cells)
+    ls = imp.spec.layers[0]
+    ours = (np.ldexp(imp.params.layers[0].w.astype(float), -ls.weight.frac), np.ldexp(imp.params.layers[0].clf_w.astype(float), -ls.classifier.weight.frac))
+    got = {tuple(lin.weight.shape): lin.weight.detach().double().numpy() for lin in linears}  # (out, in)
+    for wo in ours:
+        assert np.allclose(got[wo.T.shape], wo.T, rtol=0, atol=1e-7)
+
+
 def _graph_of(spec_name: str = "digits"):
     return nir_io.to_graph(S.load(spec_name))
 
