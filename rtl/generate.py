@@ -146,14 +146,15 @@ def _input_protocol(spec) -> str:
     return head + f"for each of the {spec.timesteps} steps, taken when the first layer is ready for that step: the number k of events, then k event words, {ev}"
 
 
-def generate(spec: NetworkSpec, out: str | Path, *, lanes: int = 4, params: Params | None = None, name: str = "localsnn_top", spram: bool = False) -> dict:
+def generate(spec: NetworkSpec, out: str | Path, *, lanes: int = 4, params: Params | None = None, name: str = "localsnn_top", spram: bool = False, pipeline: str = "full") -> dict:
     """Write ``<name>.v``, ``<name>.json`` and ``init/<memory>.hex`` into ``out``; return the
     JSON description. ``spram``: the weights in single-port memories without initial contents
-    (see :class:`~localsnn.rtl.top.Network`); their ``init`` files are what the host writes."""
+    (see :class:`~localsnn.rtl.top.Network`); their ``init`` files are what the host writes.
+    ``pipeline``: the phases' pipeline (``localsnn.chip.PIPELINES``)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     params = params if params is not None else init_params(spec)
-    net = Network(spec, lanes=lanes, params=params, spram=spram)
+    net = Network(spec, lanes=lanes, params=params, spram=spram, pipeline=pipeline)
     text = verilog_text(net, name)
     (out / f"{name}.v").write_text(text)
     images = _memory_images(net)
@@ -167,6 +168,7 @@ def generate(spec: NetworkSpec, out: str | Path, *, lanes: int = 4, params: Para
         "spec_toml": dumps(spec),
         "lanes": lanes,
         "spram": spram,
+        "pipeline": pipeline,
         "clock": {"port": "clk", "reset": "rst (synchronous, active high)"},
         "ports": _ports(net),
         "streams": {

@@ -11,7 +11,7 @@ from localsnn.chip import layer_memory_map
 from localsnn.golden.model import LayerConstants
 from localsnn.golden.params import LayerParams
 from localsnn.rtl.common import LaneMemory, dbg_signature, log2_exact
-from localsnn.rtl.fixed import fit, shift_round
+from localsnn.rtl.fixed import fit, shift_round_stages
 from localsnn.rtl.neuron import surrogate
 from localsnn.spec import NetworkSpec
 
@@ -23,6 +23,23 @@ def _wire(m: Module, value, name: str) -> Signal:
     sig = Signal(value.shape(), name=name)
     m.d.comb += sig.eq(value)
     return sig
+
+
+def _shift_register(m: Module, lr_shift, base: int, name: str) -> Signal:
+    """``lr_shift + base`` (a learning-rate shift, >= 0 for every allowed ``lr_shift``), registered:
+    the bus sets ``lr_shift`` while the layer is idle, and the phases read the sum as a constant."""
+    sig = Signal(6, name=name)
+    m.d.sync += sig.eq((lr_shift + base)[:6])
+    return sig
+
+
+def _tree_sum(values) -> Value:
+    """The sum of ``values`` as a balanced tree of adders (depth log2 of their number, not their
+    number: Python's ``sum`` chains them)."""
+    values = [Value.cast(v) for v in values]
+    while len(values) > 1:
+        values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i] for i in range(0, len(values), 2)]
+    return values[0]
 
 
 def _times(value, k: int) -> Value:
@@ -60,12 +77,15 @@ class LayerBase(wiring.Component):
     #: the weight memories (their bus keys) that go into SPRAM with ``spram``
     SPRAM_KEYS: tuple[str, ...] = ()
 
-    def __init__(self, spec: NetworkSpec, index: int, lanes: int, params: LayerParams, regions: dict[str, int], ev_shape, ev_depth: int, counts_shape, spram: bool = False) -> None:
+    def __init__(self, spec: NetworkSpec, index: int, lanes: int, params: LayerParams, regions: dict[str, int], ev_shape, ev_depth: int, counts_shape, spram: bool = False, pipeline: str = "full") -> None:
         self.g = G = LayerConstants(spec, index)
         #: the weights that learning changes (``SPRAM_KEYS``; FELL: also their traces) in
         #: single-port memories without initial contents, for an iCE40UP's SPRAM: the host
         #: writes the weights (``host_init``)
         self.spram = spram
+        #: the phases' pipelines (rtl/loop.py, PIPELINES): "full" for speed, "compact" for a
+        #: small FPGA; the same values either way
+        self.pipeline = pipeline
         self.spec = spec
         self.index = index
         self.lanes = L = lanes
@@ -142,17 +162,64 @@ class LayerBase(wiring.Component):
         lane_of = lambda v: v[: self.log2l] if self.log2l else Const(0, 1)  # noqa: E731
         return word_of, lane_of
 
-    def _update_words(self, m: Module, mem: LaneMemory, addr, deltas: LaneMemory, pre, shift, fmt) -> None:
-        """The write stage of a weight update, every lane of one word: ``w_k += R(-delta_k pre,
-        shift)``, rounded as ``fmt`` says with lane k's draw (``deltas``: the ``{d, r}`` words
-        read in the stage before); ``pre = None``: a spike (1), no multiplier."""
-        m.d.comb += [mem.wr.addr.eq(addr), mem.wr.en.eq(Const(-1, self.lanes))]
+    def _update_words(self, m: Module, lp, rs: int, mem: LaneMemory, addr, deltas: LaneMemory, daddr, pre, shift, fmt) -> int:
+        """A weight update of every lane of one word per pair of loop ``lp``, as a pipeline:
+        ``w_k += R(-delta_k pre, shift)``, rounded as ``fmt`` says with lane k's draw
+        (``deltas``: words ``{d, r}``; ``pre = None``: a spike, 1, no multiplier).
+
+        Stage ``rs`` reads ``mem`` at ``addr`` and ``deltas`` at ``daddr`` (both valid in stage
+        ``rs``; ``pre`` is valid in stage ``rs`` too); ``rs + 2`` the product ``delta pre``;
+        ``rs + 3`` and ``rs + 4`` its rounding; ``rs + 5`` the sum, whose ``fit`` is written in
+        ``rs + 7`` (an odd distance from the read: a throttled loop's single-port memory).
+        Returns the write stage."""
+        D = lp.delay
+        lp.clocked(rs)
+        st = lp.stage(rs)
+        with m.If(st.valid):
+            m.d.comb += [mem.rd.addr.eq(addr), deltas.rd.addr.eq(daddr)]
+        ws = rs + 7
+        lp.check_rw(rs, ws)
+        pre2 = D(pre, 2, rs) if pre is not None else None
+        values = []
         for k in range(self.lanes):
-            dk = deltas.rd.data[k]
-            raw = -(dk["d"] * pre) if pre is not None else -dk["d"]
-            change = shift_round(raw, shift, fmt.rounding, dk["r"])
-            value, _ = fit(mem.rd.data[k] + change, fmt)
-            m.d.comb += mem.wr.data[k].eq(value)
+            w2 = D(mem.rd.data[k], 1, rs + 1)  # stage rs + 2
+            d2 = D(deltas.rd.data[k]["d"], 1, rs + 1)
+            r2 = D(deltas.rd.data[k]["r"], 1, rs + 1)
+            raw3 = D(-(d2 * pre2) if pre2 is not None else -d2, 1, rs + 2)
+            change, n = shift_round_stages(lp, rs + 3, raw3, shift, fmt.rounding, D(r2, 1, rs + 2))
+            total = D(D(w2, 1 + n, rs + 2) + change, 1, rs + 3 + n)  # stage rs + 4 + n
+            values.append(fit(D(total, ws - rs - 4 - n, rs + 4 + n), fmt)[0])
+        wst = lp.stage(ws)
+        with m.If(wst.valid):  # (the bus writes this memory too, while the layer is idle)
+            m.d.comb += [mem.wr.addr.eq(D(addr, ws - rs, rs)), mem.wr.en.eq(Const(-1, self.lanes))]
+            m.d.comb += [mem.wr.data[k].eq(v) for k, v in enumerate(values)]
+        return ws
+
+    def _deltas(self, m: Module, lp, k: int, acc: Signal, partial, umem: LaneMemory, dlmem: LaneMemory, draw, advance, stochastic: bool) -> None:
+        """BACKPROP's end, both engines: ``delta_i = fit_E(R_E(lut(u_i) * sum))`` of neuron
+        ``i`` (the loop's outer index) from the row's ``partial`` sums. Stage ``k`` accumulates
+        them into ``acc`` and reads ``u_i``'s word; ``k + 1`` (at the row's last word) its lane;
+        ``k + 2`` its surrogate; ``k + 3`` the product; then the rounding, ``fit_E`` and the
+        write of ``delta_i`` with the stream's ``draw`` (``advance`` pulsed when the rounding is
+        ``stochastic``), one lane of ``dlmem``."""
+        G, L, D, st = self.g, self.lanes, lp.delay, lp.stage
+        word_of, lane_of = self._lane_fns()
+        total = _wire(m, Mux(st(k).first, 0, acc) + partial, f"{lp.name}_sum")
+        with m.If(st(k).valid):
+            m.d.sync += acc.eq(total)
+            m.d.comb += umem.rd.addr.eq(word_of(st(k).outer))
+        # stage k + 1: acc holds the row's sum
+        u_i = D(Array([umem.rd.data[j] for j in range(L)])[lane_of(st(k + 1).outer)], 1, k + 1, f"{lp.name}_u")
+        sg = D(_sg(G.neurons, u_i), 1, k + 2, f"{lp.name}_sg")
+        product = D(D(acc, 2, k + 1) * sg, 1, k + 3, f"{lp.name}_product")
+        rounded, n = shift_round_stages(lp, k + 4, product, G.err_shift, G.efmt.rounding)
+        delta = D(fit(rounded, G.efmt)[0], 1, k + 4 + n, f"{lp.name}_delta")
+        ws = st(k + 5 + n)
+        with m.If(ws.valid & ws.last):
+            m.d.comb += advance.eq(stochastic)
+            m.d.comb += [dlmem.wr.addr.eq(word_of(ws.outer)), dlmem.wr.en.eq(Const(1, L) << lane_of(ws.outer))]
+            for j in range(L):
+                m.d.comb += [dlmem.wr.data[j]["d"].eq(delta), dlmem.wr.data[j]["r"].eq(draw)]
 
     def _spike_list(self, m: Module):
         """The spike list in two banks, one per step parity: while this layer computes step t
@@ -188,18 +255,23 @@ class LayerBase(wiring.Component):
         """Bus access to the layer's memories (only while the layer is idle).
 
         Element ``index`` of a memory of ``n`` lanes is lane ``index mod n`` of word ``index // n``.
-        A read drives the word address and acknowledges with the lane's value one clock later;
-        a write is acknowledged at once. A request still present in the clock after its
-        acknowledgement is a new request (back-to-back accesses, as in Wishbone classic).
+        A request is first registered (which memory, the word, the lane: the decode of the bus
+        address is off the memories' address paths); in the next clock a write is done and
+        acknowledged, a read drives the word address, registers the lane's value when the data
+        arrive and acknowledges with it one clock later. A request still present in the clock after its acknowledgement is a new
+        request (back-to-back accesses, as in Wishbone classic).
         """
         dbg = self.dbg
-        phase = Signal(name="dbg_phase")  # 0: free, 1: the read data arrive in this clock
+        phase = Signal(2, name="dbg_phase")  # 0: free, 1: request registered, 2: the read data arrive, 3: answer
+        r_data = Signal.like(dbg.r_data, name="dbg_r_data")
         sel_index = Signal.like(dbg.index, name="dbg_sel_index")
-        sel_region = Signal.like(dbg.region, name="dbg_region")
+        sel_write = Signal(name="dbg_sel_write")
+        sel_data = Signal.like(dbg.w_data, name="dbg_sel_data")
         ours = Signal(name="dbg_ours")
         m.d.comb += ours.eq(0)
         mine = {key: mem for key, mem in mems.items() if key in self.regions}
         self.bus_memories = mine  # what the bus reaches (tests/test_chip.py: = the memory map)
+        sel = {key: Signal(name=f"dbg_sel_{key}") for key in mine}  # the request's memory
         for key in mine:
             with m.If(dbg.region == self.regions[key]):
                 m.d.comb += ours.eq(1)
@@ -210,27 +282,34 @@ class LayerBase(wiring.Component):
 
         with m.Switch(phase):
             with m.Case(0):
-                with m.If(ours & dbg.r_en):
+                with m.If(ours & (dbg.r_en | dbg.w_en)):
+                    m.d.sync += [phase.eq(1), sel_index.eq(dbg.index), sel_write.eq(dbg.w_en), sel_data.eq(dbg.w_data)]
+                    m.d.sync += [sel[key].eq(dbg.region == self.regions[key]) for key in mine]
+            with m.Case(1):
+                with m.If(sel_write):
                     for key, mem in mine.items():
-                        with m.If(dbg.region == self.regions[key]):
-                            m.d.comb += mem.rd.addr.eq(split(dbg.index, mem)[0])
-                    m.d.sync += [phase.eq(1), sel_index.eq(dbg.index), sel_region.eq(dbg.region)]
-                with m.Elif(ours & dbg.w_en):
-                    for key, mem in mine.items():
-                        with m.If(dbg.region == self.regions[key]):
-                            word, lane = split(dbg.index, mem)
+                        with m.If(sel[key]):
+                            word, lane = split(sel_index, mem)
                             m.d.comb += [mem.wr.addr.eq(word), mem.wr.en.eq(Const(1, mem.lanes) << lane)]
                             for k in range(mem.lanes):
-                                m.d.comb += mem.wr.data[k].eq(dbg.w_data[: len(Value.cast(mem.wr.data[k]))])
+                                m.d.comb += mem.wr.data[k].eq(sel_data[: len(Value.cast(mem.wr.data[k]))])
                     m.d.comb += dbg.ack.eq(1)
-            with m.Case(1):
+                    m.d.sync += phase.eq(0)
+                with m.Else():
+                    for key, mem in mine.items():
+                        with m.If(sel[key]):
+                            m.d.comb += mem.rd.addr.eq(split(sel_index, mem)[0])
+                    m.d.sync += phase.eq(2)
+            with m.Case(2):  # the lane's value, registered (a block RAM's output is slow)
                 for key, mem in mine.items():
-                    with m.If(sel_region == self.regions[key]):
+                    with m.If(sel[key]):
                         _, lane = split(sel_index, mem)
                         v = Array(Value.cast(mem.rd.data[k]) for k in range(mem.lanes))[lane]
                         signed_ = Value.cast(mem.rd.data[0]).shape().signed
-                        m.d.comb += dbg.r_data.eq(v.as_signed() if signed_ else v)
-                m.d.comb += dbg.ack.eq(1)
+                        m.d.sync += r_data.eq(v.as_signed() if signed_ else v)
+                m.d.sync += phase.eq(3)
+            with m.Case(3):
+                m.d.comb += [dbg.r_data.eq(r_data), dbg.ack.eq(1)]
                 m.d.sync += phase.eq(0)
 
 

@@ -24,6 +24,11 @@ CFTRACE      live spike row, classifier word (FELL)    e^a = R(e^a c) + o ; w^a 
 FTRACE       live input row, word (FELL)               e = R(e c) + x ; w += R(-delta e)
 =========== ======================================== ==================================
 
+CUPD and HUPD run side by side, as do CFTRACE and FTRACE: the classifier's phase and the
+layer's touch no memory in common (their lists, weights, traces and errors are each their own),
+so the step waits for the longer of the two (``Phases.together``). Each phase's stages are in
+its method's docstring (docs/rtl.md, "The pipeline").
+
 When the classifier made no error at this step (every delta^a is 0), golden changes no weight
 but still consumes its random draws: the LFSRs skip them in SKIP, one draw per clock (C of
 ``round:<l>.clf``, then N of ``round:<l>``; the two streams share one draw network, see
@@ -42,12 +47,12 @@ from localsnn.chip import PHASES, SPRAM_KEYS
 from localsnn.golden.fixed import bits_of
 from localsnn.golden.params import LayerParams
 from localsnn.rtl.common import LaneMemory
-from localsnn.rtl.layer import LayerBase, _sg, _times, _wire, build_clear, build_compact, build_live, make_live
-from localsnn.rtl.fixed import fit, fmt_shape, narrow, shift_round
+from localsnn.rtl.layer import LayerBase, _sg, _shift_register, _times, _tree_sum, _wire, build_clear, build_compact, build_live, make_live
+from localsnn.rtl.fixed import fit, fmt_shape, shift_round_stages
 from localsnn.rtl.lfsr import LFSR, shared_draw
 from localsnn.rtl.loop import Loop
 from localsnn.rtl.phases import Phases
-from localsnn.rtl.neuron import integrate, leak
+from localsnn.rtl.neuron import integrate_stages, leak_stages
 from localsnn.spec import NetworkSpec
 
 
@@ -63,22 +68,14 @@ class LIFLayer(LayerBase):
     PHASES = PHASES["lif"]
     SPRAM_KEYS = SPRAM_KEYS["lif"]
 
-    def __init__(self, spec: NetworkSpec, index: int, lanes: int, params: LayerParams, regions: dict[str, int], ev_shape, ev_depth: int, lfsr_seeds: tuple[int, int], spram: bool = False) -> None:
+    def __init__(self, spec: NetworkSpec, index: int, lanes: int, params: LayerParams, regions: dict[str, int], ev_shape, ev_depth: int, lfsr_seeds: tuple[int, int], spram: bool = False, pipeline: str = "full") -> None:
         if spec.layers[index].neuron.model != "lif":
             raise BadValueError("LIFLayer needs a layer of 'lif' neurons")
-        super().__init__(spec, index, lanes, params, regions, ev_shape, ev_depth, unsigned((spec.timesteps + 1).bit_length()), spram)
+        super().__init__(spec, index, lanes, params, regions, ev_shape, ev_depth, unsigned((spec.timesteps + 1).bit_length()), spram, pipeline)
         self.lfsr_seeds = lfsr_seeds
         # the stochastic-rounding streams round:<l> and round:<l>.clf (the top reads and seeds them)
         self.lfsrs = tuple(LFSR(spec.lfsr.width, seed, shared=True) for seed in lfsr_seeds) if self.learns else None
 
-
-    def _factor(self, neurons, u_old) -> Value:
-        """FELL's ``c = du[t]/du[t-1] = D(1 - theta lut(u[t-1]))`` in the trace format's
-        fractional bits (golden ``_fell_factor``)."""
-        G = self.g
-        one, shift = G.factor_constants(neurons)
-        one_minus = one - neurons.theta * _sg(neurons, u_old)
-        return shift_round(leak(one_minus, neurons.decay, G.tfmt.rounding), shift, G.tfmt.rounding)
 
     def _factor_bits(self) -> int:
         """The width of a stored factor c: the spec's bound on |c| (``fell_factor_bound``),
@@ -112,6 +109,8 @@ class LIFLayer(LayerBase):
             # end of sample: forget which rows were live
             build_clear(m, b.loops["clear"], b.live, b.curmem)
             build_clear(m, b.loops["cclear"], b.clive, b.ccurmem)
+        for lp in b.loops.values():
+            lp.close()
         m.d.comb += self.busy.eq(~b.fsm.ongoing("IDLE"))
         return m
 
@@ -173,7 +172,7 @@ class LIFLayer(LayerBase):
         b.loops = loops = {}
 
         def loop(name, outer, inner, omax, imax, at_least_one=False, throttle=False):
-            loops[name] = Loop(m, name, outer, inner, outer_max=omax, inner_max=imax, inner_at_least_one=at_least_one, throttle=throttle)
+            loops[name] = Loop(m, name, outer, inner, outer_max=omax, inner_max=imax, inner_at_least_one=at_least_one, throttle=throttle, pipeline=self.pipeline)
 
         loop("fwd", WPR, ev_count, WPR, self.fan_in, True)
         loop("cfwd", CPR, spk_count, CPR, N, True)
@@ -199,14 +198,18 @@ class LIFLayer(LayerBase):
             m.d.comb += mem.rd.en.eq(1)
 
         b.t1 = _wire(m, self.t + 1, "stamp")  # the stamp of this step (0 means never)
-        b.first_step = _wire(m, self.t == 0, "first_step")
+        b.first_step = _wire(m, self.t == 0, "first_step")  # for the start of a step
+        # the same, registered, for the datapaths (t holds still while the layer runs a step,
+        # and they read it several clocks after the start)
+        b.first_step_r = Signal(name="first_step_r")
+        m.d.sync += b.first_step_r.eq(b.first_step)
         # COMPACT's handshake (the pipeline is built after the FSM)
         b.in_compact = Signal()
         b.compact_done = Signal()
         b.phases = Phases(m, self.PHASES, self.phase_bits, self.phase_cycles)
         lr = self.lr_shift
-        b.hid_shift = _wire(m, (lr + self.lr_base["hid"])[:6], "hid_shift")  # >= 0 for every allowed lr_shift
-        b.clf_shift = _wire(m, (lr + self.lr_base["clf"])[:6], "clf_shift")
+        b.hid_shift = _shift_register(m, lr, self.lr_base["hid"], "hid_shift")
+        b.clf_shift = _shift_register(m, lr, self.lr_base["clf"], "clf_shift")
 
     def _control(self, m, b) -> None:
         """The control FSM: the chain of phases of a step (module docstring), and the end of a
@@ -249,8 +252,7 @@ class LIFLayer(LayerBase):
             if learns:
                 self._control_learning(m, b)
             if fell:
-                ph.run("CFTRACE", lp["cftrace"].done, ph.go("FTRACE", lp["ftrace"].start))
-                ph.run("FTRACE", lp["ftrace"].done, ph.go("IDLE", self.done))
+                ph.together("TRACES", {"CFTRACE": lp["cftrace"], "FTRACE": lp["ftrace"]}, ph.go("IDLE", self.done))
                 with m.State("CLEAR"):
                     with m.If(lp["clear"].done):
                         m.d.comb += lp["cclear"].start.eq(1)
@@ -280,8 +282,8 @@ class LIFLayer(LayerBase):
     def _after_draws(self, m, b) -> None:
         """After the classifier's draws (or their SKIP): FELL's traces, or the end of the step."""
         if b.fell:
-            m.d.comb += b.loops["cftrace"].start.eq(1)
-            m.next = "CFTRACE"
+            m.d.comb += [b.loops["cftrace"].start.eq(1), b.loops["ftrace"].start.eq(1)]
+            m.next = "TRACES"
         else:
             m.d.comb += self.done.eq(1)
             m.next = "IDLE"
@@ -322,176 +324,229 @@ class LIFLayer(LayerBase):
                 m.next = "CDRAW_RUN"
         ph.run("CDRAW_RUN", lp["cdraw"].done, ph.go("BACKPROP", lp["back"].start), phase="CDRAW")
         if b.fell:
-            ph.run("BACKPROP", lp["back"].done, ph.go("CFTRACE", lp["cftrace"].start))
+            ph.run("BACKPROP", lp["back"].done, ph.go("TRACES", lp["cftrace"].start, lp["ftrace"].start))
         else:
-            ph.run("BACKPROP", lp["back"].done, ph.go("CUPD", lp["cupd"].start))
-            ph.run("CUPD", lp["cupd"].done, ph.go("HUPD", lp["hupd"].start))
-            ph.run("HUPD", lp["hupd"].done, ph.go("IDLE", self.done))
+            ph.run("BACKPROP", lp["back"].done, ph.go("UPDATES", lp["cupd"].start, lp["hupd"].start))
+            ph.together("UPDATES", {"CUPD": lp["cupd"], "HUPD": lp["hupd"]}, ph.go("IDLE", self.done))
+
+    def _factor_stages(self, lp, k: int, neurons, u_old) -> tuple[Value, int]:
+        """FELL's ``c = du[t]/du[t-1] = R_T(D(1 - theta lut(u[t-1])))`` in the trace format's
+        fractional bits (golden ``_fell_factor``), in 5 stages: the surrogate; ``1 - theta
+        lut``; the leak (2); the shift to the trace format. Returns the registered ``c`` and 5
+        (it is ready with ``integrate_stages``' ``u'``)."""
+        G = self.g
+        one, shift = G.factor_constants(neurons)
+        sg1 = lp.delay(_sg(neurons, u_old), 1, k)
+        om2 = lp.delay(one - neurons.theta * sg1, 1, k + 1)
+        lk4, n = leak_stages(lp, k + 2, om2, neurons.decay, G.tfmt.rounding)
+        c5, n2 = shift_round_stages(lp, k + 2 + n, lk4, shift, G.tfmt.rounding)
+        return c5, 2 + n + n2
 
     def _fwd(self, m, b) -> None:
-        """FWD: ``I = R_U(sum_j w_ji x_j); u, o = integrate(u, o, I)`` (FELL: and the factor c)."""
+        """FWD: ``I = R_U(sum_j w_ji x_j); u, o = integrate(u, o, I)`` (FELL: and the factor c).
+
+        Stages: 0 the event's address; 1 the event (registered); 2 the weight row's address;
+        3 the weights (registered); 4 the products ``w x``; 5 the accumulation; 6 (at the last
+        event of a word) ``u``, ``o`` arrive; 7-11 ``integrate_stages`` (FELL: and
+        ``_factor_stages``); 11 the writes."""
         G, L, N, WPR = self.g, self.lanes, self.N, self.wpr
         nrn, wmem, umem, omem = G.neurons, b.wmem, b.umem, b.omem
-        ev_j, ev_x, first_step = b.ev_j, b.ev_x, b.first_step
-        b.x1 = x1 = Signal.like(ev_x) if not self.binary else None
-        b.j1 = j1 = Signal(len(Value.cast(ev_j)))
-        s0, s1, s2 = b.loops["fwd"].s
+        lp = b.loops["fwd"]
+        D = lp.delay
+        st = lp.stage
         acc = [Signal(signed(self.spec.layers[self.index].accumulator), name=f"acc{k}") for k in range(L)]
-        with m.If(s0.valid):
-            m.d.comb += self.ev.addr.eq(s0.inner)
-        with m.If(s1.valid):
-            m.d.comb += [wmem.rd.addr.eq(_times(ev_j, WPR) + s1.outer), umem.rd.addr.eq(s1.outer), omem.rd.addr.eq(s1.outer)]
-            if b.fell:
-                m.d.comb += b.facmem.rd.addr.eq(s1.outer)
-        m.d.sync += j1.eq(ev_j)
-        if x1 is not None:
-            m.d.sync += x1.eq(ev_x)
-        b.xv = xv = x1 if x1 is not None else Const(1, 1)
-        with m.If(s2.valid):
-            new_u, new_o = [], []
-            for k in range(L):
-                w_k = wmem.rd.data[k]
-                prod = Mux(s2.empty, 0, w_k * xv if x1 is not None else w_k)
-                total = _wire(m, Mux(s2.first, 0, acc[k]) + prod, f"fwd_total{k}")
+        with m.If(st(0).valid):
+            m.d.comb += self.ev.addr.eq(st(0).inner)
+        lp.clocked(0, 2, 5)  # reads (and 5: the accumulation)
+        j2 = D(b.ev_j, 1, 1, "fwd_j")
+        x2 = D(b.ev_x, 1, 1, "fwd_x") if not self.binary else None
+        with m.If(st(2).valid):
+            m.d.comb += wmem.rd.addr.eq(_times(j2, WPR) + st(2).outer)
+        with m.If(st(5).valid):
+            m.d.comb += [umem.rd.addr.eq(st(5).outer), omem.rd.addr.eq(st(5).outer)]
+        x4 = D(x2, 2, 2) if x2 is not None else None
+        new_u, new_o, facs = [], [], []
+        for k in range(L):
+            w4 = D(wmem.rd.data[k], 1, 3, f"fwd_w{k}")
+            prod5 = D(Mux(st(4).empty, 0, w4 * x4 if x4 is not None else w4), 1, 4, f"fwd_p{k}")
+            total = _wire(m, Mux(st(5).first, 0, acc[k]) + prod5, f"fwd_total{k}")
+            with m.If(st(5).valid):
                 m.d.sync += acc[k].eq(total)
-                u_old = _wire(m, Mux(first_step, 0, umem.rd.data[k]), f"fwd_u_old{k}")
-                o_old = Mux(first_step, 0, omem.rd.data[k])
-                cur = shift_round(total, G.cur_shift, nrn.potential.rounding)
-                u_new, o_new, _ = integrate(nrn, u_old, o_old, cur)
-                u_new, o_new = _wire(m, u_new, f"fwd_u{k}"), _wire(m, o_new, f"fwd_o{k}")
-                pad = (s2.outer * L + k) >= N
-                new_u.append(Mux(pad, 0, u_new))
-                new_o.append(Mux(pad, 0, o_new))
-                if b.fell:
-                    m.d.comb += b.facmem.wr.data[k].eq(self._factor(nrn, u_old))
-            with m.If(s2.last):
-                m.d.comb += [umem.wr.addr.eq(s2.outer), umem.wr.en.eq(Const(-1, L)), omem.wr.addr.eq(s2.outer), omem.wr.en.eq(Const(-1, L))]
-                for k in range(L):
-                    m.d.comb += [umem.wr.data[k].eq(new_u[k]), omem.wr.data[k].eq(new_o[k])]
-                if b.fell:
-                    m.d.comb += [b.facmem.wr.addr.eq(s2.outer), b.facmem.wr.en.eq(Const(-1, L))]
+            # stage 6: acc holds the word's sum (the last event's total)
+            u_old = _wire(m, Mux(b.first_step_r, 0, umem.rd.data[k]), f"fwd_u_old{k}")
+            o_old = Mux(b.first_step_r, 0, omem.rd.data[k])
+            u_new, o_new, n = integrate_stages(lp, 6, nrn, u_old, o_old, acc[k], G.cur_shift)
+            pad = (st(6 + n).outer * L + k) >= N
+            new_u.append(Mux(pad, 0, u_new))
+            new_o.append(Mux(pad, 0, o_new))
+            if b.fell:
+                c, nc = self._factor_stages(lp, 6, nrn, u_old)
+                facs.append(D(c, n - nc, 6 + nc))
+        ws = st(6 + n)
+        with m.If(ws.valid & ws.last):
+            m.d.comb += [umem.wr.addr.eq(ws.outer), umem.wr.en.eq(Const(-1, L)), omem.wr.addr.eq(ws.outer), omem.wr.en.eq(Const(-1, L))]
+            for k in range(L):
+                m.d.comb += [umem.wr.data[k].eq(new_u[k]), omem.wr.data[k].eq(new_o[k])]
+            if b.fell:
+                m.d.comb += [b.facmem.wr.addr.eq(ws.outer), b.facmem.wr.en.eq(Const(-1, L))]
+                m.d.comb += [b.facmem.wr.data[k].eq(c) for k, c in enumerate(facs)]
 
     def _cfwd(self, m, b) -> None:
-        """CFWD: the classifier, and ``delta^a_k = (o^a_k - y_k) lut(u^a_k)``."""
+        """CFWD: the classifier, and ``delta^a_k = (o^a_k - y_k) lut(u^a_k)``.
+
+        Stages: 0 the spike's address; 1 the spike (registered); 2 the classifier row's address;
+        3 the weights (registered); 4 the accumulation; 5 (at the last spike of a word) ``u^a``,
+        ``o^a`` arrive; 6-10 ``integrate_stages``; 10 the potentials and spikes written and
+        counted; 11 the surrogate of the new potential; 12 the errors written, ``err_any``."""
         G, L, C, CPR = self.g, self.lanes, self.C, self.cpr
         cn, cwmem, cumem, comem, spk = G.clf_neurons, b.cwmem, b.cumem, b.comem, b.spk
-        s0, s1, s2 = b.loops["cfwd"].s
+        lp = b.loops["cfwd"]
+        D = lp.delay
+        st = lp.stage
         cacc = [Signal(signed(self.spec.layers[self.index].classifier.accumulator), name=f"cacc{k}") for k in range(L)]
-        with m.If(s0.valid):
-            m.d.comb += b.spk_rd_addr.eq(s0.inner)
-        b.i1 = i1 = Signal(self.idx_bits)
-        m.d.sync += i1.eq(spk.rd.data[0])
-        with m.If(s1.valid):
-            m.d.comb += [cwmem.rd.addr.eq(_times(spk.rd.data[0], CPR) + s1.outer), cumem.rd.addr.eq(s1.outer), comem.rd.addr.eq(s1.outer)]
-            if b.fell:
-                m.d.comb += b.cfacmem.rd.addr.eq(s1.outer)
-        with m.If(s2.valid):
-            outs, outs_sg = [], []
-            for k in range(L):
-                prod = Mux(s2.empty, 0, cwmem.rd.data[k])
-                total = _wire(m, Mux(s2.first, 0, cacc[k]) + prod, f"cfwd_total{k}")
+        with m.If(st(0).valid):
+            m.d.comb += b.spk_rd_addr.eq(st(0).inner)
+        lp.clocked(0, 2, 4)  # reads (and 4: the accumulation)
+        i2 = D(spk.rd.data[0], 1, 1, "cfwd_i")
+        with m.If(st(2).valid):
+            m.d.comb += cwmem.rd.addr.eq(_times(i2, CPR) + st(2).outer)
+        with m.If(st(4).valid):
+            m.d.comb += [cumem.rd.addr.eq(st(4).outer), comem.rd.addr.eq(st(4).outer)]
+        outs, facs = [], []
+        for k in range(L):
+            w4 = D(cwmem.rd.data[k], 1, 3, f"cfwd_w{k}")
+            total = _wire(m, Mux(st(4).first, 0, cacc[k]) + Mux(st(4).empty, 0, w4), f"cfwd_total{k}")
+            with m.If(st(4).valid):
                 m.d.sync += cacc[k].eq(total)
-                u_old = _wire(m, Mux(b.first_step, 0, cumem.rd.data[k]), f"cfwd_u_old{k}")
-                o_old = Mux(b.first_step, 0, comem.rd.data[k])
-                cur = shift_round(total, G.clf_cur_shift, cn.potential.rounding)
-                u_new, o_new, _ = integrate(cn, u_old, o_old, cur)
-                u_new, o_new = _wire(m, u_new, f"cfwd_u{k}"), _wire(m, o_new, f"cfwd_o{k}")
-                outs_sg.append(_wire(m, _sg(cn, u_new), f"cfwd_sg{k}"))
-                outs.append((u_new, o_new))
-                if b.fell:
-                    m.d.comb += b.cfacmem.wr.data[k].eq(self._factor(cn, u_old))
-            with m.If(s2.last):
-                m.d.comb += [cumem.wr.addr.eq(s2.outer), cumem.wr.en.eq(Const(-1, L)), comem.wr.addr.eq(s2.outer), comem.wr.en.eq(Const(-1, L))]
-                if b.fell:
-                    m.d.comb += [b.cfacmem.wr.addr.eq(s2.outer), b.cfacmem.wr.en.eq(Const(-1, L))]
-                # delta^a of lane k's class (one error product per lane, not one per class)
-                da_next = [_wire(m, (outs[k][1] - (self.label == s2.outer * L + k)) * outs_sg[k], f"da_next{k}") for k in range(L)]
-                with m.Switch(s2.outer):
-                    for w in range(CPR):
-                        with m.Case(w):
-                            for k in range(L):
-                                c = w * L + k
-                                u_new, o_new = outs[k]
-                                if c >= C:
-                                    m.d.comb += [cumem.wr.data[k].eq(0), comem.wr.data[k].eq(0)]
-                                    continue
-                                m.d.comb += [cumem.wr.data[k].eq(u_new), comem.wr.data[k].eq(o_new)]
-                                m.d.sync += [b.spikes_now[c].eq(o_new), self.counts[c].eq(self.counts[c] + o_new)]
-                                if b.learns:
-                                    m.d.comb += b.clsmem.wr.data[k]["da"].eq(da_next[k])
-                                    with m.If(da_next[k] != 0):
-                                        m.d.sync += b.err_any.eq(1)
-                if b.learns:  # padding lanes (classes >= C) keep delta^a = 0
-                    m.d.comb += [b.clsmem.wr.addr.eq(s2.outer), b.clsmem.wr.en.eq(Const(-1, L))]
+            u_old = _wire(m, Mux(b.first_step_r, 0, cumem.rd.data[k]), f"cfwd_u_old{k}")
+            o_old = Mux(b.first_step_r, 0, comem.rd.data[k])
+            u_new, o_new, n = integrate_stages(lp, 5, cn, u_old, o_old, cacc[k], G.clf_cur_shift)
+            outs.append((u_new, o_new))
+            if b.fell:
+                c, nc = self._factor_stages(lp, 5, cn, u_old)
+                facs.append(D(c, n - nc, 5 + nc))
+        ws = st(5 + n)  # the neurons' writes
+        es = st(5 + n + 2)  # the errors' write
+        with m.If(ws.valid & ws.last):
+            m.d.comb += [cumem.wr.addr.eq(ws.outer), cumem.wr.en.eq(Const(-1, L)), comem.wr.addr.eq(ws.outer), comem.wr.en.eq(Const(-1, L))]
+            if b.fell:
+                m.d.comb += [b.cfacmem.wr.addr.eq(ws.outer), b.cfacmem.wr.en.eq(Const(-1, L))]
+                for k in range(L):
+                    m.d.comb += b.cfacmem.wr.data[k].eq(facs[k])
+            with m.Switch(ws.outer):
+                for w in range(CPR):
+                    with m.Case(w):
+                        for k in range(L):
+                            c = w * L + k
+                            u_new, o_new = outs[k]
+                            if c >= C:
+                                m.d.comb += [cumem.wr.data[k].eq(0), comem.wr.data[k].eq(0)]
+                                continue
+                            m.d.comb += [cumem.wr.data[k].eq(u_new), comem.wr.data[k].eq(o_new)]
+                            m.d.sync += [b.spikes_now[c].eq(o_new), self.counts[c].eq(self.counts[c] + o_new)]
+        if b.learns:
+            # delta^a of lane k's class (no multiplier: o - y is -1, 0 or 1); padding lanes
+            # (classes >= C) keep delta^a = 0
+            das = []
+            gs = st(5 + n + 1)  # the surrogates' stage
+            for k in range(L):
+                u_new, o_new = outs[k]
+                sg = D(_sg(cn, u_new), 1, 5 + n, f"cfwd_sg{k}")
+                o_g = D(o_new, 1, 5 + n)
+                cls = gs.outer * L + k
+                y_g = self.label == cls
+                da = Mux(o_g & ~y_g, sg, Mux(~o_g & y_g, -sg, 0))
+                das.append(D(Mux(cls >= C, 0, da), 1, 5 + n + 1, f"da_next{k}"))
+            with m.If(es.valid & es.last):
+                m.d.comb += [b.clsmem.wr.addr.eq(es.outer), b.clsmem.wr.en.eq(Const(-1, L))]
+                for k in range(L):
+                    m.d.comb += b.clsmem.wr.data[k]["da"].eq(das[k])
+                    with m.If(das[k] != 0):
+                        m.d.sync += b.err_any.eq(1)
         m.d.comb += self.clf_spikes.eq(b.spikes_now)
 
     def _cdraw(self, m, b) -> None:
         """CDRAW: one ``round:<l>.clf`` draw per class, in class order; ELL: the classifier change
-        ``R(-delta^a_k)``, the same for every spiking row, by one rounding unit (one class per clock)."""
+        ``R(-delta^a_k)``, the same for every spiking row, by one rounding unit (one class per clock).
+
+        Stages: 1 the class's word is read; 2 its lane (registered); 3 the draw and the rounding
+        sum; 4 the shift; 5 the class's lane written (only its lane: the next class, in the same
+        word, was read before this write and keeps its own lane)."""
         G, L, clsmem = self.g, self.lanes, b.clsmem
         word_of, lane_of = self._lane_fns()
-        s0, s1, s2 = b.loops["cdraw"].s
-        with m.If(s1.valid):
-            m.d.comb += clsmem.rd.addr.eq(word_of(s1.outer))
-        with m.If(s2.valid):
-            r = b.draw
+        lp = b.loops["cdraw"]
+        D, st = lp.delay, lp.stage
+        with m.If(st(1).valid):
+            m.d.comb += clsmem.rd.addr.eq(word_of(st(1).outer))
+        lp.clocked(1)
+        da3 = D(Array([clsmem.rd.data[k]["da"] for k in range(L)])[lane_of(st(2).outer)], 1, 2, "cdraw_da")
+        with m.If(st(3).valid):
             m.d.comb += [b.draw_clf.eq(1), b.lfsr_c.advance.eq(b.stoch_c)]
-            da_k = _wire(m, Array([clsmem.rd.data[k]["da"] for k in range(L)])[lane_of(s2.outer)], "cdraw_da")
-            m.d.comb += [clsmem.wr.addr.eq(word_of(s2.outer)), clsmem.wr.en.eq(Const(1, L) << lane_of(s2.outer))]
-            new = r if b.fell else _wire(m, shift_round(-da_k, b.clf_shift, G.cfmt.rounding, r), "cdraw_dw")
+        if b.fell:
+            new = D(b.draw, 2, 3, "cdraw_r")
+        else:
+            new, n = shift_round_stages(lp, 3, -da3, b.clf_shift, G.cfmt.rounding, b.draw)
+            new = D(new, 2 - n, 3 + n, "cdraw_dw")
+        ws = st(5)
+        with m.If(ws.valid):
+            m.d.comb += [clsmem.wr.addr.eq(word_of(ws.outer)), clsmem.wr.en.eq(Const(1, L) << lane_of(ws.outer))]
+            da5 = D(da3, 2, 3)
             for k in range(L):
-                m.d.comb += [clsmem.wr.data[k]["da"].eq(da_k), clsmem.wr.data[k]["r" if b.fell else "dw"].eq(new)]
+                m.d.comb += [clsmem.wr.data[k]["da"].eq(da5), clsmem.wr.data[k]["r" if b.fell else "dw"].eq(new)]
 
     def _backprop(self, m, b) -> None:
-        """BACKPROP: ``delta_i = fit_E(R_E(lut(u_i) * sum_k w^a_ik delta^a_k))`` with its draw."""
+        """BACKPROP: ``delta_i = fit_E(R_E(lut(u_i) * sum_k w^a_ik delta^a_k))`` with its draw.
+
+        Stages: 1 the classifier row's word and the errors are read; 2 registered; 3 the lanes'
+        products; 4 their sum; 5 the accumulation; 6 (at the row's last word) ``u_i`` arrives,
+        its lane; 7 its surrogate; 8 ``g lut(u_i)``; 9 the rounding; 10 ``fit_E``; 11 the draw,
+        the write."""
         G, L, C, CPR = self.g, self.lanes, self.C, self.cpr
         cwmem, umem, clsmem, dlmem = b.cwmem, b.umem, b.clsmem, b.dlmem
-        word_of, lane_of = self._lane_fns()
-        s0, s1, s2 = b.loops["back"].s
+        lp = b.loops["back"]
+        D, st = lp.delay, lp.stage
         g_acc = Signal(signed(G.cfmt.width + b.sbits + C.bit_length() + 2))
-        with m.If(s1.valid):
-            m.d.comb += [cwmem.rd.addr.eq(_times(s1.outer, CPR) + s1.inner), umem.rd.addr.eq(word_of(s1.outer)), clsmem.rd.addr.eq(s1.inner)]
-        with m.If(s2.valid):
-            das = [clsmem.rd.data[k]["da"] for k in range(L)]
-            partial = sum(cwmem.rd.data[k] * das[k] for k in range(L))
-            g_total = _wire(m, Mux(s2.first, 0, g_acc) + partial, "back_g")
-            m.d.sync += g_acc.eq(g_total)
-            with m.If(s2.last):
-                u_i = _wire(m, Array([umem.rd.data[k] for k in range(L)])[lane_of(s2.outer)], "back_u")
-                g_sg = _wire(m, g_total * _sg(G.neurons, u_i), "back_g_sg")  # one multiplier: narrow reads it several times
-                delta, _ = narrow(g_sg, G.err_shift, G.efmt)
-                delta = _wire(m, delta, "back_delta")
-                r = b.draw
-                m.d.comb += b.lfsr_h.advance.eq(b.stoch_h)
-                m.d.comb += [dlmem.wr.addr.eq(word_of(s2.outer)), dlmem.wr.en.eq(Const(1, L) << lane_of(s2.outer))]
-                for k in range(L):
-                    m.d.comb += [dlmem.wr.data[k]["d"].eq(delta), dlmem.wr.data[k]["r"].eq(r)]
+        with m.If(st(1).valid):
+            m.d.comb += [cwmem.rd.addr.eq(_times(st(1).outer, CPR) + st(1).inner), clsmem.rd.addr.eq(st(1).inner)]
+        lp.clocked(1, 5)  # reads (and 5: the accumulation)
+        prods = [D(D(cwmem.rd.data[k], 1, 2) * D(clsmem.rd.data[k]["da"], 1, 2), 1, 3, f"back_p{k}") for k in range(L)]  # stage 4
+        partial = D(_tree_sum(prods), 1, 4, "back_partial")  # stage 5
+        self._deltas(m, lp, 5, g_acc, partial, umem, dlmem, b.draw, b.lfsr_h.advance, b.stoch_h)
 
     def _cupd(self, m, b) -> None:
-        """CUPD (ELL): ``w^a += R(-delta^a)`` on the rows of this step's spikes."""
+        """CUPD (ELL): ``w^a += R(-delta^a)`` on the rows of this step's spikes.
+
+        Stages: 0 the spike's address; 1 the spike (registered); 2 the row's word and the
+        changes are read; 3 registered; 4 the sum; 5 its ``fit`` written (an odd distance from
+        the read, for a single-port memory)."""
         G, L, CPR, cwmem, clsmem = self.g, self.lanes, self.cpr, b.cwmem, b.clsmem
-        s0, s1, s2 = b.loops["cupd"].s
-        with m.If(s0.valid):
-            m.d.comb += b.spk_rd_addr.eq(s0.outer)
-        with m.If(s1.valid):
-            m.d.comb += [cwmem.rd.addr.eq(_times(b.spk.rd.data[0], CPR) + s1.inner), clsmem.rd.addr.eq(s1.inner)]
-        with m.If(s2.valid):
-            dws = [clsmem.rd.data[k]["dw"] for k in range(L)]
-            m.d.comb += [cwmem.wr.addr.eq(_times(b.i1, CPR) + s2.inner), cwmem.wr.en.eq(Const(-1, L))]
-            for k in range(L):
-                value, _ = fit(cwmem.rd.data[k] + dws[k], G.cfmt)
-                m.d.comb += cwmem.wr.data[k].eq(value)
+        lp = b.loops["cupd"]
+        D, st = lp.delay, lp.stage
+        with m.If(st(0).valid):
+            m.d.comb += b.spk_rd_addr.eq(st(0).outer)
+        lp.clocked(0, 2)
+        i2 = D(b.spk.rd.data[0], 1, 1, "cupd_i")
+        addr = _wire(m, _times(i2, CPR) + st(2).inner, "cupd_addr")
+        with m.If(st(2).valid):
+            m.d.comb += [cwmem.rd.addr.eq(addr), clsmem.rd.addr.eq(st(2).inner)]
+        lp.check_rw(2, 5)
+        totals = [D(D(cwmem.rd.data[k], 1, 3) + D(clsmem.rd.data[k]["dw"], 1, 3), 1, 4) for k in range(L)]  # stage 5
+        ws = st(5)
+        with m.If(ws.valid):  # (the bus writes this memory too, while the layer is idle)
+            m.d.comb += [cwmem.wr.addr.eq(D(addr, 3, 2)), cwmem.wr.en.eq(Const(-1, L))]
+            m.d.comb += [cwmem.wr.data[k].eq(fit(totals[k], G.cfmt)[0]) for k in range(L)]
 
     def _hupd(self, m, b) -> None:
-        """HUPD (ELL): ``w += R(-delta x)`` on the rows of this step's input events."""
-        G, WPR, wmem, dlmem = self.g, self.wpr, b.wmem, b.dlmem
-        s0, s1, s2 = b.loops["hupd"].s
-        with m.If(s0.valid):
-            m.d.comb += self.ev.addr.eq(s0.outer)
-        with m.If(s1.valid):
-            m.d.comb += [wmem.rd.addr.eq(_times(b.ev_j, WPR) + s1.inner), dlmem.rd.addr.eq(s1.inner)]
-        with m.If(s2.valid):
-            self._update_words(m, wmem, _times(b.j1, WPR) + s2.inner, dlmem, b.xv if b.x1 is not None else None, b.hid_shift, G.wfmt)
+        """HUPD (ELL): ``w += R(-delta x)`` on the rows of this step's input events: 0 the
+        event's address, 1 the event (registered), then ``_update_words`` from stage 2."""
+        G, WPR, lp = self.g, self.wpr, b.loops["hupd"]
+        D, st = lp.delay, lp.stage
+        with m.If(st(0).valid):
+            m.d.comb += self.ev.addr.eq(st(0).outer)
+        lp.clocked(0)  # (and stage 2: _update_words)
+        j2 = D(b.ev_j, 1, 1, "hupd_j")
+        x2 = D(b.ev_x, 1, 1, "hupd_x") if not self.binary else None
+        self._update_words(m, lp, 2, b.wmem, _wire(m, _times(j2, WPR) + st(2).inner, "hupd_addr"), b.dlmem, st(2).inner, x2, b.hid_shift, G.wfmt)
 
     def _fell_traces(self, m, b) -> None:
         """CFTRACE / FTRACE (FELL): ``e = fit_T(R_T(e c) + x); w += R(-delta e)`` on the live rows
@@ -500,42 +555,61 @@ class LIFLayer(LayerBase):
             self._fell_trace(m, b, is_clf)
 
     def _fell_trace(self, m, b, is_clf: bool) -> None:
+        """Stages: 0 the live row's address; 1 the row (registered); 2 the row's trace and
+        weight words, the factors, the stamps and the errors are read; 3 registered, with
+        ``fresh`` and ``active`` from the stamps; 4 ``e c``; 5 its rounding; 6 ``+ x``; 7
+        ``fit_T`` and the trace written; 8 ``delta e``; 9-10 its rounding; 11 the sum; 12 its
+        ``fit``; 13 the weight written (the writes at odd distances from the read, for
+        single-port memories)."""
         G, L, T_ = self.g, self.lanes, self.g.tfmt
         if is_clf:
             lp_, lst, curm, tmem, wm, fm, rowlen = b.loops["cftrace"], b.clive, b.ccurmem, b.cemem, b.cwmem, b.cfacmem, self.cpr
         else:
             lp_, lst, curm, tmem, wm, fm, rowlen = b.loops["ftrace"], b.live, b.curmem, b.emem, b.wmem, b.facmem, self.wpr
-        s0, s1, s2 = lp_.s
-        jreg = Signal(len(lst.rd.data[0]), name=f"{lp_.s[0].valid.name}_j")
-        with m.If(s0.valid):
-            m.d.comb += lst.rd.addr.eq(s0.outer)
-        with m.If(s1.valid):
-            j = lst.rd.data[0]
-            m.d.comb += [tmem.rd.addr.eq(_times(j, rowlen) + s1.inner), wm.rd.addr.eq(_times(j, rowlen) + s1.inner), fm.rd.addr.eq(s1.inner), curm.rd.addr.eq(j)]
-            m.d.comb += (b.clsmem if is_clf else b.dlmem).rd.addr.eq(s1.inner)
-        m.d.sync += jreg.eq(lst.rd.data[0])
-        with m.If(s2.valid):
-            c0 = curm.rd.data[0]
-            fresh = c0["first"] == b.t1
-            active = c0["last"] == b.t1
-            if is_clf:  # the presynaptic spike, the classes' errors and draws, the classifier's shift
-                x_now = Mux(active, 1 << T_.frac, 0)
-                dks = [b.clsmem.rd.data[k]["da"] for k in range(L)]
-                rks = [b.clsmem.rd.data[k]["r"] for k in range(L)]
-                shift, wfmt, ncols = b.clf_shift, G.cfmt, self.C
-            else:  # the input in the trace's units, the neurons' errors and draws
-                x_now = Mux(active, c0["x"] << (T_.frac - G.raw_frac), 0)
-                dks = [b.dlmem.rd.data[k]["d"] for k in range(L)]
-                rks = [b.dlmem.rd.data[k]["r"] for k in range(L)]
-                shift, wfmt, ncols = b.hid_shift, G.wfmt, self.N
-            m.d.comb += [tmem.wr.addr.eq(_times(jreg, rowlen) + s2.inner), tmem.wr.en.eq(Const(-1, L))]
-            m.d.comb += [wm.wr.addr.eq(_times(jreg, rowlen) + s2.inner), wm.wr.en.eq(Mux(b.err_any, Const(-1, L), 0))]
-            for k in range(L):
-                e_old = Mux(fresh, 0, tmem.rd.data[k])
-                pad = (s2.inner * L + k) >= ncols
-                e_new, _ = fit(shift_round(e_old * fm.rd.data[k], T_.frac, T_.rounding) + x_now, T_)
-                e_new = _wire(m, Mux(pad, 0, e_new), f"{lp_.s[0].valid.name}_e{k}")
-                m.d.comb += tmem.wr.data[k].eq(e_new)
-                change = shift_round(-(dks[k] * e_new), shift, wfmt.rounding, rks[k])
-                value, _ = fit(wm.rd.data[k] + change, wfmt)
-                m.d.comb += wm.wr.data[k].eq(value)
+        D, st = lp_.delay, lp_.stage
+        name = lp_.name
+        errs = b.clsmem if is_clf else b.dlmem
+        with m.If(st(0).valid):
+            m.d.comb += lst.rd.addr.eq(st(0).outer)
+        lp_.clocked(0, 2)
+        j2 = D(lst.rd.data[0], 1, 1, f"{name}_j")
+        addr = _wire(m, _times(j2, rowlen) + st(2).inner, f"{name}_addr")
+        with m.If(st(2).valid):
+            m.d.comb += [tmem.rd.addr.eq(addr), wm.rd.addr.eq(addr), fm.rd.addr.eq(st(2).inner), curm.rd.addr.eq(j2), errs.rd.addr.eq(st(2).inner)]
+        c0 = curm.rd.data[0]
+        fresh4 = D(c0["first"] == b.t1, 1, 3)
+        active = c0["last"] == b.t1
+        if is_clf:  # the presynaptic spike, the classes' errors and draws, the classifier's shift
+            x3 = Mux(active, 1 << T_.frac, 0)
+            dks = [errs.rd.data[k]["da"] for k in range(L)]
+            rks = [errs.rd.data[k]["r"] for k in range(L)]
+            shift, wfmt, ncols = b.clf_shift, G.cfmt, self.C
+        else:  # the input in the trace's units, the neurons' errors and draws
+            x3 = Mux(active, c0["x"] << (T_.frac - G.raw_frac), 0)
+            dks = [errs.rd.data[k]["d"] for k in range(L)]
+            rks = [errs.rd.data[k]["r"] for k in range(L)]
+            shift, wfmt, ncols = b.hid_shift, G.wfmt, self.N
+        x6 = D(x3, 3, 3, f"{name}_x")
+        lp_.check_rw(2, 7)
+        lp_.check_rw(2, 13)
+        e_news, w_news = [], []
+        for k in range(L):
+            e_old = Mux(fresh4, 0, D(tmem.rd.data[k], 1, 3))
+            prod5 = D(e_old * D(fm.rd.data[k], 1, 3), 1, 4)
+            rounded6, n = shift_round_stages(lp_, 5, prod5, T_.frac, T_.rounding)
+            assert n == 1
+            e_sum7 = D(rounded6 + x6, 1, 6)
+            pad = (st(7).inner * L + k) >= ncols
+            e_new = _wire(m, Mux(pad, 0, fit(e_sum7, T_)[0]), f"{name}_e{k}")
+            e_news.append(e_new)
+            raw9 = D(-(D(dks[k], 5, 3) * D(e_new, 1, 7)), 1, 8)  # stage 9
+            change, n2 = shift_round_stages(lp_, 9, raw9, shift, wfmt.rounding, D(rks[k], 6, 3))
+            total = D(D(wm.rd.data[k], 6 + n2, 3) + change, 1, 9 + n2)  # stage 10 + n2
+            w_news.append(D(fit(total, wfmt)[0], 13 - 10 - n2, 10 + n2))
+        # (the bus writes these memories too, while the layer is idle)
+        with m.If(st(7).valid):
+            m.d.comb += [tmem.wr.addr.eq(D(addr, 5, 2)), tmem.wr.en.eq(Const(-1, L))]
+            m.d.comb += [tmem.wr.data[k].eq(v) for k, v in enumerate(e_news)]
+        with m.If(st(13).valid):
+            m.d.comb += [wm.wr.addr.eq(D(addr, 11, 2)), wm.wr.en.eq(Mux(b.err_any, Const(-1, L), 0))]
+            m.d.comb += [wm.wr.data[k].eq(v) for k, v in enumerate(w_news)]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from amaranth import Signal
+from amaranth import Cat, Signal
 
 
 class Phases:
@@ -46,6 +46,19 @@ class Phases:
         with m.State(state):
             self.count(phase or state)
             with m.If(done):
+                then()
+
+    def together(self, state: str, loops: dict, then: Callable[[], None]) -> None:
+        """The state ``state`` of phases that run side by side (``{phase: loop}``, started
+        together by the state before: phases that share no memory port, such as ELL's CUPD and
+        HUPD): each phase counts the clocks its loop is busy; ``then`` is called in the clock
+        the last of them is done."""
+        m = self.m
+        with m.State(state):
+            for phase, lp in loops.items():
+                with m.If(lp.busy):
+                    self.count(phase)
+            with m.If(~Cat(*[lp.busy for lp in loops.values()]).any()):
                 then()
 
     def go(self, state: str, *starts) -> Callable[[], None]:

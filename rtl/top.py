@@ -58,12 +58,13 @@ class Network(wiring.Component):
     maps to SPRAM; the host writes the weights over the bus before the first sample (the
     memory map marks them ``host_init``; STATUS bit 1 is set until the first such write)."""
 
-    def __init__(self, spec: NetworkSpec, lanes: int = 4, params: Params | None = None, spram: bool = False) -> None:
+    def __init__(self, spec: NetworkSpec, lanes: int = 4, params: Params | None = None, spram: bool = False, pipeline: str = "full") -> None:
         log2_exact(lanes)
         check_chip(spec, lanes)  # a SpecError naming the field the chip does not implement
         self.spec = spec
         self.lanes = lanes
         self.spram = spram
+        self.pipeline = pipeline
         self.params = params if params is not None else init_params(spec)
         check_params(spec, self.params)
         self.in_width, self.out_data = io_widths(spec)
@@ -86,7 +87,7 @@ class Network(wiring.Component):
             ev_shape = self.ev0_shape if i == 0 else unsigned(max((spec.layers[i - 1].size - 1).bit_length(), 1))
             ev_depth = spec.inputs if i == 0 else spec.layers[i - 1].size
             engine = DecolleLayer if spec.layers[i].neuron.model == "decolle" else LIFLayer
-            self.layers.append(engine(spec, i, lanes, self.params.layers[i], self.layer_regions[i], ev_shape, ev_depth, (seeds[f"round:{i}"], seeds[f"round:{i}.clf"]), spram=spram))
+            self.layers.append(engine(spec, i, lanes, self.params.layers[i], self.layer_regions[i], ev_shape, ev_depth, (seeds[f"round:{i}"], seeds[f"round:{i}.clf"]), spram=spram, pipeline=pipeline))
 
     def memory_map(self) -> list[dict]:
         """The bus's memory map (:func:`localsnn.chip.memory_map`; ``tests/test_chip.py`` holds
@@ -316,6 +317,7 @@ class Network(wiring.Component):
                 with m.If(spike):
                     m.d.comb += [ev0.wr.addr.eq(ev0_count), ev0.wr.data[0].eq(s1.outer), ev0.wr.en.eq(1)]
                     m.d.sync += ev0_count.eq(ev0_count + 1)
+            enc_loop.close()
 
         # ---- events: the host's words of a step, one per clock -----------------------------------
         # (localsnn.chip.input_words) the count k, then k events {index j, value v >> ...}; an event

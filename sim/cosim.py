@@ -57,7 +57,7 @@ class CosimReport:
     power_up_words: list[int] | None = None
 
 
-def generate_verilog(spec: NetworkSpec, lanes: int, params: Params | None = None, name: str = "localsnn_top", spram: bool = False) -> tuple[str, list[dict]]:
+def generate_verilog(spec: NetworkSpec, lanes: int, params: Params | None = None, name: str = "localsnn_top", spram: bool = False, pipeline: str = "full") -> tuple[str, list[dict]]:
     """Verilog text (byte-identical between runs) and the memory map of the network; generated
     once per design and source (``runner.cached_verilog``)."""
     from localsnn.sim.runner import cached_verilog
@@ -66,10 +66,10 @@ def generate_verilog(spec: NetworkSpec, lanes: int, params: Params | None = None
         from localsnn.rtl.generate import verilog_text
         from localsnn.rtl.top import Network
 
-        net = Network(spec, lanes=lanes, params=params, spram=spram)
+        net = Network(spec, lanes=lanes, params=params, spram=spram, pipeline=pipeline)
         return verilog_text(net, name), net.memory_map()
 
-    key = {"top": "network", "spec": dumps(spec), "lanes": lanes, "params": (params if params is not None else init_params(spec)).digest(), "name": name, "spram": spram}
+    key = {"top": "network", "spec": dumps(spec), "lanes": lanes, "params": (params if params is not None else init_params(spec)).digest(), "name": name, "spram": spram, "pipeline": pipeline}
     return cached_verilog(key, generate)
 
 
@@ -100,6 +100,7 @@ def cosimulate(
     simulator: str = "verilator",
     build_args: Sequence[str] = (),
     power_up_seed: int | None = None,
+    pipeline: str = "full",
 ) -> CosimReport:
     from localsnn.sim.runner import SIMULATORS, BuildFailed, CocotbTestFailure, random_power_up, run_cocotb
 
@@ -117,7 +118,7 @@ def cosimulate(
     if golden_params is not None:
         check_params(spec, golden_params, "golden's parameters")
     # the build carries the spec's initial parameters; others are written over the bus
-    text, memory_map = generate_verilog(spec, lanes, spram=spram)
+    text, memory_map = generate_verilog(spec, lanes, spram=spram, pipeline=pipeline)
     write_params = params.digest() != init_params(spec).digest()
     with tempfile.TemporaryDirectory(prefix="localsnn-job-") as tmp:
         job = Path(tmp)

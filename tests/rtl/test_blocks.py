@@ -150,14 +150,17 @@ def test_streams_sharing_one_draw_network_each_draw_their_own_sequence(width):
         shared_draw(Module(), [LFSR(width, 1), LFSR(width, 2)], Signal())
 
 
-def test_surrogate_lut_and_neuron_step_match_golden():
-    """The neuron datapath of one lane (surrogate table, leak, integrate) against golden."""
+@pytest.mark.parametrize("pipeline", ["full", "compact"])
+def test_surrogate_lut_and_neuron_step_match_golden(pipeline):
+    """The neuron datapath of one lane (surrogate table, leak, integrate: ``integrate_stages``
+    in a loop's pipeline) against golden."""
     import numpy as np
 
     from localsnn import spec as S
     from localsnn.golden.model import LayerConstants
     from localsnn.golden.model import surrogate as g_surrogate
-    from localsnn.rtl.neuron import integrate, surrogate
+    from localsnn.rtl.loop import Loop
+    from localsnn.rtl.neuron import integrate_stages, surrogate
 
     for name in ("digits", "digits-decolle"):
         spec = S.load(name)
@@ -167,15 +170,15 @@ def test_surrogate_lut_and_neuron_step_match_golden():
         o = Signal()
         cur = Signal(signed(24))
         sg = Signal(16)
-        u_new = Signal(rfixed.fmt_shape(nrn.potential))
-        o_new = Signal()
         m = Module()
-        un, on, _ = integrate(nrn, u, o, cur)
-        m.d.comb += [sg.eq(surrogate(u, nrn.theta, nrn.lut, nrn.lut_shift)), u_new.eq(un), o_new.eq(on)]
+        lp = Loop(m, "t", 1, 1, outer_max=1, inner_max=1, pipeline=pipeline)
+        un, on, n = integrate_stages(lp, 0, nrn, u, o, cur, 0)  # I = R(cur, 0) = cur
+        lp.close()
+        m.d.comb += sg.eq(surrogate(u, nrn.theta, nrn.lut, nrn.lut_shift))
         rng = random.Random(11)
 
         async def bench(ctx):
-            for _ in range(400):
+            for _ in range(200):
                 a = rng.randrange(nrn.potential.min_int, nrn.potential.max_int + 1)
                 b = rng.randrange(2)
                 c = rng.randrange(-(1 << 20), 1 << 20)
@@ -183,10 +186,15 @@ def test_surrogate_lut_and_neuron_step_match_golden():
                 ctx.set(o, b)
                 ctx.set(cur, c)
                 assert ctx.get(sg) == int(g_surrogate(np.array([a]), nrn.theta, nrn.lut, nrn.lut_shift)[0])
+                for _ in range(lp.phys(n)):  # the inputs held, the result after the pipeline's clocks
+                    await ctx.tick()
                 gu, go, _ = nrn.integrate(np.array([a]), np.array([b]), np.array([c]))
-                assert (ctx.get(u_new), ctx.get(o_new)) == (int(gu[0]), int(go[0]))
+                assert (ctx.get(un), ctx.get(on)) == (int(gu[0]), int(go[0]))
 
-        run_comb(m, bench)
+        sim = Simulator(m)
+        sim.add_clock(1e-6)
+        sim.add_testbench(bench)
+        sim.run()
 
 
 def test_crc8_gateware_equals_the_host_crc():
@@ -223,3 +231,63 @@ def test_crc8_gateware_equals_the_host_crc():
     sim.add_testbench(bench)
     sim.run()
     assert len(seen) == len(messages) and all(a == g for a, g in seen) and seen[0][1] == 0xF4
+
+
+@pytest.mark.parametrize("pipeline", ["full", "compact"])
+@pytest.mark.parametrize("throttle", [False, True])
+def test_loop_pipeline_delays_each_pair_by_its_stages(pipeline, throttle):
+    """A loop whose pairs carry a value through stages 0 -> 6, with a 'memory read' declared in
+    stage 3 (so boundary 4 is a clock in both pipelines): every pair leaves the last stage in
+    order, with its own value, ``phys(6)`` clocks after it entered, and ``done`` pulses with the
+    final pair; the delays are registers in the full pipeline and wires in the compact one
+    where no read forces a clock."""
+    from localsnn.rtl.loop import Loop
+
+    m = Module()
+    lp = Loop(m, "t", 3, 2, outer_max=3, inner_max=2, throttle=throttle, pipeline=pipeline)
+    lp.clocked(3)
+    s0 = lp.stage(0)
+    tag0 = s0.outer * 2 + s0.inner  # the pair's number, computed in stage 0
+    tag3 = lp.delay(tag0, 3, 0)
+    tag6 = lp.delay(tag3 + 100, 3, 3)  # an operation in stage 3, carried to stage 6
+    last = lp.stage(6)
+    lp.close()
+    depth = {"full": 6, "compact": 3}[pipeline]  # compact: clocks at boundaries 1, 2 and 4
+    assert lp.phys(6) == depth and lp.depth == depth + 1
+
+    async def bench(ctx):
+        ctx.set(lp.start, 1)
+        await ctx.tick()
+        ctx.set(lp.start, 0)
+        seen, clock, done_at = [], 0, None
+        while clock < 40:
+            if ctx.get(last.valid):
+                seen.append((clock, ctx.get(tag6)))
+            if ctx.get(lp.done):
+                done_at = clock
+            await ctx.tick()
+            clock += 1
+        gap = 2 if throttle else 1
+        assert [v for _, v in seen] == [100 + k for k in range(6)]
+        assert [c for c, _ in seen] == [depth + gap * k for k in range(6)]
+        assert done_at == seen[-1][0]
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def test_a_throttled_loop_refuses_a_write_an_even_number_of_clocks_after_its_read():
+    from localsnn.errors import BadValueError
+    from localsnn.rtl.loop import Loop
+
+    for pipeline, ok, bad in (("full", (2, 5), (2, 6)), ("compact", (2, 5), None)):
+        lp = Loop(Module(), "t", 2, 2, outer_max=2, inner_max=2, throttle=True, pipeline=pipeline)
+        lp.clocked(2)
+        lp.check_rw(*ok)
+        if bad:
+            with pytest.raises(BadValueError, match="odd"):
+                lp.check_rw(*bad)
+    with pytest.raises(BadValueError, match="pipeline 'deep'"):
+        Loop(Module(), "t", 2, 2, outer_max=2, inner_max=2, pipeline="deep")
