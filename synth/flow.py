@@ -37,6 +37,7 @@ from localsnn.synth.report import (
     yosys_cells,
 )
 
+from localsnn.chip import PIPELINES
 from localsnn.errors import LocalsnnError
 from localsnn.rtl.generate import strip_host_init
 from localsnn.spec import NetworkSpec
@@ -119,14 +120,22 @@ def toolchain_versions(board: Board, env: dict[str, str]) -> dict[str, str]:
     }
 
 
-def make_top(spec: NetworkSpec, lanes: int, params, spram: bool = False):
+def make_top(spec: NetworkSpec, lanes: int, params, spram: bool = False, pipeline: str = "full"):
     """The design that goes on the board: the network with its UART host bridge."""
     from localsnn.rtl.bridge import BoardTop
 
-    return BoardTop(spec, lanes=lanes, params=params, baud=BAUD, spram=spram)
+    return BoardTop(spec, lanes=lanes, params=params, baud=BAUD, spram=spram, pipeline=pipeline)
+
+
+def pipeline_for(board: Board) -> str:  # noqa: D401
+    """The phases' pipeline for a board's FPGA (rtl/loop.py, PIPELINES): an iCE40 is too small
+    for a register between every two stages (the digits net at one lane would need about 5,900
+    of the UP5K's 5,280 logic cells), so it gets the compact one; the others the full one."""
+    return "compact" if board.family == "ice40" else "full"
 
 
 SPRAM_CHOICES = ("auto", "on", "off")
+PIPELINE_CHOICES = ("auto", *PIPELINES)
 
 
 def has_spram(board: Board) -> bool:
@@ -155,6 +164,12 @@ def _overrides(board: Board, platform, constraint_mhz: float) -> dict:
     port = _clock_port(platform)
     ov = {
         "synth_opts": _synth_opts(board),
+        # Yosys 0.70's synth_ecp5 aborts in ABC9's reintegration (rtlil.cc:3091, "GetSize(conn.first)
+        # == GetSize(conn.second)") on some designs read from Amaranth's RTLIL (the full pipeline's
+        # digits nets, FELL's at every build, ELL's at some); with the processes converted and the
+        # unused wires and cells of each module removed before synth_ecp5 flattens the design
+        # (what its own passes do after flattening) they synthesise (docs/synth.md)
+        "script_after_read": "proc; opt_clean" if board.family == "ecp5" else "",
         "script_after_synth": f"tee -q -o {NAME}.stat.json stat -json",
         "nextpnr_opts": ["--report", f"{NAME}.report.json", "--timing-allow-fail", "--seed", "1"],
         "emit_src": False,
@@ -285,10 +300,14 @@ def build(
     use_cache: bool = True,
     progress: Callable[[str], None] = print,
     spram: str = "auto",
+    pipeline: str = "auto",
 ) -> BuildReport:
     """Build ``spec`` (its network behind the UART bridge, ``lanes`` datapaths per layer,
     initial weights ``params``) for ``board``; write the bitstream, the Verilog, the logs,
     ``report.json`` and ``report.txt`` into ``out_dir`` and return the report.
+
+    ``pipeline``: the phases' pipeline (``full`` or ``compact``, rtl/loop.py), or ``auto``:
+    the board's (:func:`pipeline_for`).
 
     ``spram``: ``on`` keeps every layer's weights in an iCE40UP's SPRAM (single-port, no initial
     contents: the host writes the weights, see :class:`~localsnn.rtl.top.Network`), ``off`` in
@@ -304,7 +323,9 @@ def build(
         raise LocalsnnError(f"spram {spram!r}: choose one of {', '.join(SPRAM_CHOICES)}")
     if spram == "on" and not has_spram(b):
         raise LocalsnnError(f"--spram on: the {b.name}'s {b.device} has no SPRAM (the iCE40UP devices have); use auto or off")
-    args = dict(lanes=lanes, params=params, target_mhz=target_mhz, use_cache=use_cache, progress=progress)
+    if pipeline not in PIPELINE_CHOICES:
+        raise LocalsnnError(f"pipeline {pipeline!r}: choose one of {', '.join(PIPELINE_CHOICES)}")
+    args = dict(lanes=lanes, params=params, target_mhz=target_mhz, use_cache=use_cache, progress=progress, pipeline=pipeline_for(b) if pipeline == "auto" else pipeline)
     try:
         return _build(spec, b, Path(out_dir), spram=spram, **args)
     except _NeedsSpram as need:
@@ -315,7 +336,7 @@ def build(
         return rep
 
 
-def _build(spec: NetworkSpec, b: Board, out: Path, *, lanes: int, params, target_mhz: float | None, use_cache: bool, progress: Callable[[str], None], spram: str) -> BuildReport:
+def _build(spec: NetworkSpec, b: Board, out: Path, *, lanes: int, params, target_mhz: float | None, use_cache: bool, progress: Callable[[str], None], spram: str, pipeline: str) -> BuildReport:
     t_start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     env = tool_env()
@@ -328,12 +349,12 @@ def _build(spec: NetworkSpec, b: Board, out: Path, *, lanes: int, params, target
     overrides = _overrides(b, platform, constraint)
 
     in_spram = spram == "on"
-    progress(f"{spec.name}, lanes {lanes}, for {b.name} ({b.device}){', weights in SPRAM' if in_spram else ''}: elaborating ...")
-    top = make_top(spec, lanes, params, spram=in_spram)
+    progress(f"{spec.name}, lanes {lanes}, {pipeline} pipeline, for {b.name} ({b.device}){', weights in SPRAM' if in_spram else ''}: elaborating ...")
+    top = make_top(spec, lanes, params, spram=in_spram, pipeline=pipeline)
     plan = platform.build(top, name=NAME, do_build=False, **overrides)
     plan.files[f"{NAME}.il"] = strip_host_init(plan.files[f"{NAME}.il"])  # SPRAM has no initial contents
     versions = toolchain_versions(b, env)
-    options = {"lanes": lanes, "spram": in_spram, "target_mhz": target, "constraint_mhz": constraint, **{k: v for k, v in overrides.items() if k != "emit_src"}}
+    options = {"lanes": lanes, "spram": in_spram, "pipeline": pipeline, "target_mhz": target, "constraint_mhz": constraint, **{k: v for k, v in overrides.items() if k != "emit_src"}}
     key = _design_key(plan, b, options, versions)
     cdir = cache_root() / key[:40]
     files = {"bitstream": _bitstream(b), "verilog": f"{NAME}.v", "rtlil": f"{NAME}.il", "yosys_log": "yosys.log", "nextpnr_log": "nextpnr.log", "nextpnr_report": "nextpnr-report.json", "report_json": "report.json", "report_txt": "report.txt"}

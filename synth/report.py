@@ -159,7 +159,7 @@ class BuildReport:
 def format_table(rep: BuildReport) -> str:
     """The report as a readable text table."""
     lines = [
-        f"{rep.spec}, lanes {rep.lanes}, on {rep.board} ({rep.platform}: {rep.device}-{rep.package})" + ("  [cached]" if rep.cached else ""),
+        f"{rep.spec}, lanes {rep.lanes}" + (f", {rep.options['pipeline']} pipeline" if rep.options.get("pipeline") else "") + f", on {rep.board} ({rep.platform}: {rep.device}-{rep.package})" + ("  [cached]" if rep.cached else ""),
         "",
     ]
     w = max([len("resource")] + [len(r.label) for r in rep.resources])

@@ -112,6 +112,20 @@ def test_default_digits_net_with_ell_learning_fits_the_icebreaker(tmp_path, cach
     assert len((tmp_path / "d" / "localsnn.bin").read_bytes()) > 100_000
 
 
+def test_digits_fell_builds_for_the_ulx3s_with_the_full_pipeline(tmp_path, cache):
+    """The fast chip's first step (issue 13): the digits-fell net with the full pipeline (a
+    register between every two stages) for the ECP5-85F. Yosys 0.70 aborts in ABC9's
+    reintegration (rtlil.cc:3091) on this design read from Amaranth's RTLIL unless the flow
+    runs ``proc; opt_clean`` before ``synth_ecp5``; and the pipeline must keep its clock
+    (digits ELL: 27.9 MHz before it, 80.8 with it), so a change that puts a long path back
+    fails here."""
+    rep = build(S.load("digits-fell"), "ulx3s", tmp_path / "u", lanes=1, progress=lambda _m: None)
+    assert rep.options["pipeline"] == "full" and rep.options["script_after_read"] == "proc; opt_clean"
+    lut = rep.resource("TRELLIS_COMB")
+    assert lut is not None and 0 < lut.used <= lut.available
+    assert rep.fmax_mhz >= 70.0, rep.timing_summary()
+
+
 def test_spram_choices_and_the_block_ram_check(tmp_path, cache):
     from localsnn.errors import LocalsnnError
     from localsnn.synth import flow
