@@ -12,7 +12,7 @@ from localsnn.golden.model import LayerConstants
 from localsnn.golden.params import LayerParams
 from localsnn.rtl.common import LaneMemory, dbg_signature, log2_exact
 from localsnn.rtl.fixed import fit, shift_round_stages
-from localsnn.rtl.neuron import surrogate
+from localsnn.rtl.neuron import surrogate_stages
 from localsnn.spec import NetworkSpec
 
 
@@ -52,8 +52,9 @@ def _times(value, k: int) -> Value:
     return sum(terms[1:], terms[0]) if terms else Const(0, 1)
 
 
-def _sg(neurons, u) -> Value:
-    return surrogate(u, neurons.theta, neurons.lut, neurons.lut_shift)
+def _sg_stages(lp, k: int, neurons, u) -> tuple[Value, int]:
+    """The surrogate of ``neurons`` at ``u`` (valid in stage ``k`` of ``lp``), in 2 stages."""
+    return surrogate_stages(lp, k, u, neurons.theta, neurons.lut, neurons.lut_shift)
 
 
 def _rows(arr, lanes: int, words_per_row: int):
@@ -199,8 +200,8 @@ class LayerBase(wiring.Component):
         """BACKPROP's end, both engines: ``delta_i = fit_E(R_E(lut(u_i) * sum))`` of neuron
         ``i`` (the loop's outer index) from the row's ``partial`` sums. Stage ``k`` accumulates
         them into ``acc`` and reads ``u_i``'s word; ``k + 1`` (at the row's last word) its lane;
-        ``k + 2`` its surrogate; ``k + 3`` the product; then the rounding, ``fit_E`` and the
-        write of ``delta_i`` with the stream's ``draw`` (``advance`` pulsed when the rounding is
+        ``k + 2`` and ``k + 3`` its surrogate; ``k + 4`` the product; then the rounding,
+        ``fit_E`` and the write of ``delta_i`` with the stream's ``draw`` (``advance`` pulsed when the rounding is
         ``stochastic``), one lane of ``dlmem``."""
         G, L, D, st = self.g, self.lanes, lp.delay, lp.stage
         word_of, lane_of = self._lane_fns()
@@ -210,11 +211,11 @@ class LayerBase(wiring.Component):
             m.d.comb += umem.rd.addr.eq(word_of(st(k).outer))
         # stage k + 1: acc holds the row's sum
         u_i = D(Array([umem.rd.data[j] for j in range(L)])[lane_of(st(k + 1).outer)], 1, k + 1, f"{lp.name}_u")
-        sg = D(_sg(G.neurons, u_i), 1, k + 2, f"{lp.name}_sg")
-        product = D(D(acc, 2, k + 1) * sg, 1, k + 3, f"{lp.name}_product")
-        rounded, n = shift_round_stages(lp, k + 4, product, G.err_shift, G.efmt.rounding)
-        delta = D(fit(rounded, G.efmt)[0], 1, k + 4 + n, f"{lp.name}_delta")
-        ws = st(k + 5 + n)
+        sg, ns = _sg_stages(lp, k + 2, G.neurons, u_i)
+        product = D(D(acc, 1 + ns, k + 1) * sg, 1, k + 2 + ns, f"{lp.name}_product")
+        rounded, n = shift_round_stages(lp, k + 3 + ns, product, G.err_shift, G.efmt.rounding)
+        delta = D(fit(rounded, G.efmt)[0], 1, k + 3 + ns + n, f"{lp.name}_delta")
+        ws = st(k + 4 + ns + n)
         with m.If(ws.valid & ws.last):
             m.d.comb += advance.eq(stochastic)
             m.d.comb += [dlmem.wr.addr.eq(word_of(ws.outer)), dlmem.wr.en.eq(Const(1, L) << lane_of(ws.outer))]

@@ -47,7 +47,7 @@ from localsnn.chip import PHASES, SPRAM_KEYS
 from localsnn.golden.fixed import bits_of
 from localsnn.golden.params import LayerParams
 from localsnn.rtl.common import LaneMemory
-from localsnn.rtl.layer import LayerBase, _sg, _shift_register, _times, _tree_sum, _wire, build_clear, build_compact, build_live, make_live
+from localsnn.rtl.layer import LayerBase, _sg_stages, _shift_register, _times, _tree_sum, _wire, build_clear, build_compact, build_live, make_live
 from localsnn.rtl.fixed import fit, fmt_shape, shift_round_stages
 from localsnn.rtl.lfsr import LFSR, shared_draw
 from localsnn.rtl.loop import Loop
@@ -331,24 +331,24 @@ class LIFLayer(LayerBase):
 
     def _factor_stages(self, lp, k: int, neurons, u_old) -> tuple[Value, int]:
         """FELL's ``c = du[t]/du[t-1] = R_T(D(1 - theta lut(u[t-1])))`` in the trace format's
-        fractional bits (golden ``_fell_factor``), in 5 stages: the surrogate; ``1 - theta
-        lut``; the leak (2); the shift to the trace format. Returns the registered ``c`` and 5
-        (it is ready with ``integrate_stages``' ``u'``)."""
+        fractional bits (golden ``_fell_factor``), in 6 stages: the surrogate (2); ``1 - theta
+        lut``; the leak (2); the shift to the trace format. Returns the registered ``c`` and 6
+        (one stage after ``integrate_stages``' ``u'``)."""
         G = self.g
         one, shift = G.factor_constants(neurons)
-        sg1 = lp.delay(_sg(neurons, u_old), 1, k)
-        om2 = lp.delay(one - neurons.theta * sg1, 1, k + 1)
-        lk4, n = leak_stages(lp, k + 2, om2, neurons.decay, G.tfmt.rounding)
-        c5, n2 = shift_round_stages(lp, k + 2 + n, lk4, shift, G.tfmt.rounding)
-        return c5, 2 + n + n2
+        sg, ns = _sg_stages(lp, k, neurons, u_old)
+        om = lp.delay(one - neurons.theta * sg, 1, k + ns)
+        lk, n = leak_stages(lp, k + ns + 1, om, neurons.decay, G.tfmt.rounding)
+        c, n2 = shift_round_stages(lp, k + ns + 1 + n, lk, shift, G.tfmt.rounding)
+        return c, ns + 1 + n + n2
 
     def _fwd(self, m, b) -> None:
         """FWD: ``I = R_U(sum_j w_ji x_j); u, o = integrate(u, o, I)`` (FELL: and the factor c).
 
         Stages: 0 the event's address; 1 the event (registered); 2 the weight row's address;
         3 the weights (registered); 4 the products ``w x``; 5 the accumulation; 6 (at the last
-        event of a word) ``u``, ``o`` arrive; 7-11 ``integrate_stages`` (FELL: and
-        ``_factor_stages``); 11 the writes."""
+        event of a word) ``u``, ``o`` arrive; 7-11 ``integrate_stages`` (FELL: 7-12 and
+        ``_factor_stages``); 11 (FELL: 12) the writes."""
         G, L, N, WPR = self.g, self.lanes, self.N, self.wpr
         nrn, wmem, umem, omem = G.neurons, b.wmem, b.umem, b.omem
         lp = b.loops["fwd"]
@@ -376,13 +376,17 @@ class LIFLayer(LayerBase):
             u_old = _wire(m, Mux(b.first_step_r, 0, umem.rd.data[k]), f"fwd_u_old{k}")
             o_old = Mux(b.first_step_r, 0, omem.rd.data[k])
             u_new, o_new, n = integrate_stages(lp, 6, nrn, u_old, o_old, acc[k], G.cur_shift)
-            pad = (st(6 + n).outer * L + k) >= N
+            if b.fell:  # FELL's factor is one stage longer than the neuron update
+                c, nc = self._factor_stages(lp, 6, nrn, u_old)
+                w = 6 + nc
+                facs.append(c)
+                u_new, o_new = D(u_new, nc - n, 6 + n), D(o_new, nc - n, 6 + n)
+            else:
+                w = 6 + n
+            pad = (st(w).outer * L + k) >= N
             new_u.append(Mux(pad, 0, u_new))
             new_o.append(Mux(pad, 0, o_new))
-            if b.fell:
-                c, nc = self._factor_stages(lp, 6, nrn, u_old)
-                facs.append(D(c, n - nc, 6 + nc))
-        ws = st(6 + n)
+        ws = st(w)
         with m.If(ws.valid & ws.last):
             m.d.comb += [umem.wr.addr.eq(ws.outer), umem.wr.en.eq(Const(-1, L)), omem.wr.addr.eq(ws.outer), omem.wr.en.eq(Const(-1, L))]
             for k in range(L):
@@ -397,7 +401,8 @@ class LIFLayer(LayerBase):
         Stages: 0 the spike's address; 1 the spike (registered); 2 the classifier row's address;
         3 the weights (registered); 4 the accumulation; 5 (at the last spike of a word) ``u^a``,
         ``o^a`` arrive; 6-10 ``integrate_stages``; 10 the potentials and spikes written and
-        counted; 11 the surrogate of the new potential; 12 the errors written, ``err_any``."""
+        counted; 11-12 the surrogate of the new potential; 13 the errors written, ``err_any``
+        (FELL: and the factors)."""
         G, L, C, CPR = self.g, self.lanes, self.C, self.cpr
         cn, cwmem, cumem, comem, spk = G.clf_neurons, b.cwmem, b.cumem, b.comem, b.spk
         lp = b.loops["cfwd"]
@@ -424,15 +429,15 @@ class LIFLayer(LayerBase):
             outs.append((u_new, o_new))
             if b.fell:
                 c, nc = self._factor_stages(lp, 5, cn, u_old)
-                facs.append(D(c, n - nc, 5 + nc))
+                facs.append(D(c, n + 3 - nc, 5 + nc))  # written with the errors
         ws = st(5 + n)  # the neurons' writes
-        es = st(5 + n + 2)  # the errors' write
+        es = st(5 + n + 3)  # the errors' write
+        if b.fell:
+            with m.If(es.valid & es.last):
+                m.d.comb += [b.cfacmem.wr.addr.eq(es.outer), b.cfacmem.wr.en.eq(Const(-1, L))]
+                m.d.comb += [b.cfacmem.wr.data[k].eq(facs[k]) for k in range(L)]
         with m.If(ws.valid & ws.last):
             m.d.comb += [cumem.wr.addr.eq(ws.outer), cumem.wr.en.eq(Const(-1, L)), comem.wr.addr.eq(ws.outer), comem.wr.en.eq(Const(-1, L))]
-            if b.fell:
-                m.d.comb += [b.cfacmem.wr.addr.eq(ws.outer), b.cfacmem.wr.en.eq(Const(-1, L))]
-                for k in range(L):
-                    m.d.comb += b.cfacmem.wr.data[k].eq(facs[k])
             with m.Switch(ws.outer):
                 for w in range(CPR):
                     with m.Case(w):
@@ -448,15 +453,15 @@ class LIFLayer(LayerBase):
             # delta^a of lane k's class (no multiplier: o - y is -1, 0 or 1); padding lanes
             # (classes >= C) keep delta^a = 0
             das = []
-            gs = st(5 + n + 1)  # the surrogates' stage
+            gs = st(5 + n + 2)  # the surrogates' stage
             for k in range(L):
                 u_new, o_new = outs[k]
-                sg = D(_sg(cn, u_new), 1, 5 + n, f"cfwd_sg{k}")
-                o_g = D(o_new, 1, 5 + n)
+                sg, ns = _sg_stages(lp, 5 + n, cn, u_new)
+                o_g = D(o_new, ns, 5 + n)
                 cls = gs.outer * L + k
                 y_g = self.label == cls
                 da = Mux(o_g & ~y_g, sg, Mux(~o_g & y_g, -sg, 0))
-                das.append(D(Mux(cls >= C, 0, da), 1, 5 + n + 1, f"da_next{k}"))
+                das.append(D(Mux(cls >= C, 0, da), 1, 5 + n + ns, f"da_next{k}"))
             with m.If(es.valid & es.last):
                 m.d.comb += [b.clsmem.wr.addr.eq(es.outer), b.clsmem.wr.en.eq(Const(-1, L))]
                 for k in range(L):

@@ -32,10 +32,18 @@ def leak_complement(v, decay: Decay, rounding: str) -> Value:
 
 def surrogate(u, theta: int, table, index_shift: int) -> Value:
     """``lut[|u - theta| >> index_shift]``, 0 beyond the table (golden ``surrogate``)."""
-    u = Value.cast(u)
-    diff = u - theta
-    mag = Mux(diff < 0, -diff, diff).as_unsigned()
-    idx = mag >> index_shift
+    return _lookup(_distance(u, theta), table, index_shift)
+
+
+def _distance(u, theta: int) -> Value:
+    """``|u - theta|``, unsigned."""
+    diff = Value.cast(u) - theta
+    return Mux(diff < 0, -diff, diff).as_unsigned()
+
+
+def _lookup(mag, table, index_shift: int) -> Value:
+    """``lut[mag >> index_shift]``, 0 beyond the table."""
+    idx = Value.cast(mag) >> index_shift
     width = max(int(max(table)).bit_length(), 1)
     rom = Array(Const(int(v), unsigned(width)) for v in table)
     n = len(table)
@@ -48,6 +56,13 @@ def surrogate(u, theta: int, table, index_shift: int) -> Value:
 # returns its result ``n`` stages later, with ``n``. Between two stages there is one multiplier,
 # or one add / compare / saturate chain, and the values are those of the functions above,
 # integer for integer (a compact pipeline, ``Loop(pipeline="compact")``, merges the stages).
+
+def surrogate_stages(lp, k: int, u, theta: int, table, index_shift: int) -> tuple[Value, int]:
+    """:func:`surrogate` in 2 stages: the distance ``|u - theta|`` (an add and a negation), then
+    the table lookup."""
+    mag = lp.delay(_distance(u, theta), 1, k)
+    return lp.delay(_lookup(mag, table, index_shift), 1, k + 1), 2
+
 
 def leak_stages(lp, k: int, v, decay: Decay, rounding: str) -> tuple[Value, int]:
     """:func:`leak` in 2 stages: the product ``v * d`` (a multiplier, registered in and out), then

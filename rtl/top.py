@@ -373,21 +373,32 @@ class Network(wiring.Component):
                     m.d.comb += known_r.eq(1)
                     if e["writable"]:
                         m.d.comb += known_w.eq(1)
+        # the decode is registered in a request's first clock and acted on from its second (the
+        # master holds a request until its acknowledgement): the address compares are off the
+        # paths to the acknowledgement and the layers' memories
+        decoded = Signal(name="bus_decoded")
+        known_r_q, known_w_q, reg0_q = Signal(name="bus_known_r"), Signal(name="bus_known_w"), Signal(name="bus_reg0")
+        with m.If(bus.ack):
+            m.d.sync += decoded.eq(0)
+        with m.Elif(bus.r_en | bus.w_en):
+            m.d.sync += [decoded.eq(1), known_r_q.eq(known_r), known_w_q.eq(known_w), reg0_q.eq(region == 0)]
         for layer in self.layers:
             m.d.comb += [
                 layer.dbg.region.eq(region),
                 layer.dbg.index.eq(index),
                 layer.dbg.w_data.eq(bus.w_data),
-                layer.dbg.w_en.eq(bus.w_en & known_w),
-                layer.dbg.r_en.eq(bus.r_en & known_r),
+                layer.dbg.w_en.eq(bus.w_en & decoded & known_w_q),
+                layer.dbg.r_en.eq(bus.r_en & decoded & known_r_q),
             ]
-        # region 0 answers in the clock of the request; a request still present in the next
-        # clock is a new one (the master drops its enable after the acknowledging edge)
-        with m.If((region == 0) & (bus.r_en | bus.w_en)):
+        # region 0 answers in the request's second clock; a request still present in the clock
+        # after its acknowledgement is a new one (the master drops its enable after the
+        # acknowledging edge)
+        reg0_now = decoded & reg0_q
+        with m.If(reg0_now & (bus.r_en | bus.w_en)):
             m.d.comb += bus.ack.eq(1)
         weights_pending = Signal(init=int(self.spram))  # no weight written since reset (SPRAM)
         for regions in self.layer_regions:
-            with m.If(bus.w_en & bus.ack & known_w & (region == regions["w"])):
+            with m.If(bus.w_en & bus.ack & known_w_q & (region == regions["w"])):
                 m.d.sync += weights_pending.eq(0)
         rdata = Signal(32)
         with m.Switch(index):
@@ -424,13 +435,13 @@ class Network(wiring.Component):
         for layer in self.layers:
             with m.If(layer.dbg.ack):
                 m.d.comb += [layer_rdata.eq(layer.dbg.r_data), layer_ack.eq(1)]
-        with m.If(region == 0):
+        with m.If(reg0_q):
             m.d.comb += bus.r_data.eq(rdata)
-        with m.Elif(Mux(bus.w_en, known_w, known_r)):
+        with m.Elif(Mux(bus.w_en, known_w_q, known_r_q)):
             m.d.comb += [bus.r_data.eq(layer_rdata), bus.ack.eq(layer_ack)]
-        with m.Elif(bus.r_en | bus.w_en):  # no such element: read 0, ignore writes
+        with m.Elif(decoded & (bus.r_en | bus.w_en)):  # no such element: read 0, ignore writes
             m.d.comb += bus.ack.eq(1)
-        with m.If((region == 0) & bus.w_en):
+        with m.If(reg0_now & bus.w_en):
             with m.Switch(index):
                 with m.Case(REGISTERS["CTRL"][0]):
                     m.d.sync += [ctrl_learn.eq(bus.w_data[0]), lockstep.eq(bus.w_data[1])]
